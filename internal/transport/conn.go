@@ -53,7 +53,16 @@ type Conn struct {
 	// closing is set once a graceful close started; further writes are refused.
 	closing atomic.Bool
 	closed  atomic.Bool
+	// drained, when set, is called on the event loop each time pending falls to zero.
+	drained atomic.Pointer[func()]
+	// backlogged is set while a Write left bytes for the event loop to send, so that
+	// only a real backlog reports a drain.
+	backlogged atomic.Bool
 }
+
+// OnDrained registers fn to run whenever the bytes buffered by Write have all
+// reached the kernel. fn runs on the event loop: it must only hand off work.
+func (c *Conn) OnDrained(fn func()) { c.drained.Store(&fn) }
 
 // Kind reports the transport the connection arrived on.
 func (c *Conn) Kind() Kind { return c.kind }
@@ -91,7 +100,23 @@ func (c *Conn) write(b []byte) error {
 		c.pending.Add(-int64(len(b)))
 		return err
 	}
+	if c.pending.Load() > 0 {
+		c.backlogged.Store(true)
+		// The event loop may have drained the rest before the flag was set.
+		if c.pending.Load() <= 0 {
+			c.drain()
+		}
+	}
 	return nil
+}
+
+func (c *Conn) drain() {
+	if !c.backlogged.CompareAndSwap(true, false) {
+		return
+	}
+	if fn := c.drained.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // Close writes a WebSocket close frame with code and reason (nothing more on TCP) and
@@ -133,7 +158,14 @@ func (c *Conn) writePong(data []byte) {
 
 // written is the engine's hook: n bytes of c reached the kernel.
 func (c *Conn) written(n int) {
-	if c.pending.Add(-int64(n)) <= 0 && c.closing.Load() && !c.closed.Load() {
-		c.Abort()
+	if c.pending.Add(-int64(n)) > 0 {
+		return
 	}
+	if c.closing.Load() {
+		if !c.closed.Load() {
+			c.Abort()
+		}
+		return
+	}
+	c.drain()
 }
