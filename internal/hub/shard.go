@@ -1,0 +1,378 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldgg/herald/internal/session"
+	"github.com/heraldgg/herald/protocol"
+)
+
+// maxPending bounds the live messages held for one subscription while its history
+// is read; a topic that outruns the history read by this much is far too busy.
+const maxPending = 10000
+
+type itemKind uint8
+
+const (
+	itemTopic itemKind = iota
+	itemAll
+	itemUser
+	itemSession
+	itemFlush
+	itemCommand
+)
+
+type item struct {
+	kind   itemKind
+	topic  string
+	target string
+	frame  *session.Frame
+	sess   *session.Session
+	fn     func(*shard)
+}
+
+// shard is one fan-out worker and the sessions it owns.
+type shard struct {
+	hub *Hub
+	id  int
+
+	// The inbox: producers append under mu; the worker swaps the slice out whole,
+	// so one lock round trip moves a whole batch.
+	mu    sync.Mutex
+	inbox []item
+	full  *sync.Cond // producers wait on it while the inbox is at InboxSize
+	wake  chan struct{}
+
+	// Owned by the worker.
+	sessions map[*session.Session]struct{}
+	topics   map[string]map[*session.Session]struct{}
+	users    map[string]map[*session.Session]struct{}
+	touched  []*session.Session
+	scratch  []byte
+	batch    []item
+
+	// Counters, read by Stats.
+	delivered atomic.Uint64
+	slow      atomic.Uint64
+	dropped   atomic.Uint64
+	conflated atomic.Uint64
+}
+
+func newShard(h *Hub, id int) *shard {
+	sh := &shard{hub: h, id: id, wake: make(chan struct{}, 1),
+		sessions: make(map[*session.Session]struct{}),
+		topics:   make(map[string]map[*session.Session]struct{}),
+		users:    make(map[string]map[*session.Session]struct{})}
+	sh.full = sync.NewCond(&sh.mu)
+	return sh
+}
+
+func (sh *shard) wakeUp() {
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver queues a message item, waiting while the inbox is full: that is the
+// back-pressure that slows publishers down to what the shards can deliver.
+func (sh *shard) deliver(it item) {
+	sh.mu.Lock()
+	for len(sh.inbox) >= sh.hub.cfg.InboxSize {
+		select {
+		case <-sh.hub.stop:
+			sh.mu.Unlock()
+			return
+		default:
+		}
+		sh.full.Wait()
+	}
+	sh.inbox = append(sh.inbox, it)
+	sh.mu.Unlock()
+	sh.wakeUp()
+}
+
+// command queues work that must run on the worker; it never waits for room, so the
+// event loop and the worker itself may call it.
+func (sh *shard) command(fn func(*shard)) { sh.push(item{kind: itemCommand, fn: fn}) }
+
+func (sh *shard) flushLater(s *session.Session) { sh.push(item{kind: itemFlush, sess: s}) }
+
+func (sh *shard) push(it item) {
+	sh.mu.Lock()
+	sh.inbox = append(sh.inbox, it)
+	sh.mu.Unlock()
+	sh.wakeUp()
+}
+
+// call runs fn on the worker and waits for its result.
+func (sh *shard) call(ctx context.Context, fn func(*shard) error) error {
+	done := make(chan error, 1)
+	sh.command(func(sh *shard) { done <- fn(sh) })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-sh.hub.stop:
+		return ErrClosed
+	}
+}
+
+func (sh *shard) run() {
+	tick := time.NewTicker(sh.hub.cfg.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sh.hub.stop:
+			sh.mu.Lock()
+			sh.full.Broadcast()
+			sh.mu.Unlock()
+			return
+		case <-sh.wake:
+			sh.drain()
+		case now := <-tick.C:
+			sh.sweep(now)
+		}
+	}
+}
+
+// drain processes everything in the inbox, then flushes each touched session once.
+func (sh *shard) drain() {
+	for {
+		sh.mu.Lock()
+		batch := sh.inbox
+		sh.inbox = sh.batch[:0]
+		sh.full.Broadcast()
+		sh.mu.Unlock()
+		if len(batch) == 0 {
+			sh.batch = batch
+			break
+		}
+		for i := range batch {
+			sh.handle(&batch[i])
+			batch[i] = item{}
+		}
+		sh.batch = batch
+	}
+	sh.flush()
+}
+
+func (sh *shard) handle(it *item) {
+	switch it.kind {
+	case itemTopic:
+		for s := range sh.topics[it.topic] {
+			sub := s.Subs[it.topic]
+			if sub == nil {
+				continue
+			}
+			if sub.Recovering {
+				if len(sub.Pending) >= maxPending {
+					sh.slow.Add(1)
+					sh.disconnect(s, protocol.DisconnectSlowConsumer, "too many messages during recovery")
+					continue
+				}
+				sub.Pending = append(sub.Pending, it.frame)
+				continue
+			}
+			if it.frame.Offset <= sub.Last {
+				continue
+			}
+			sub.Last = it.frame.Offset
+			sh.enqueue(s, it.frame)
+		}
+	case itemAll:
+		for s := range sh.sessions {
+			sh.enqueue(s, it.frame)
+		}
+	case itemUser:
+		for s := range sh.users[it.target] {
+			sh.enqueue(s, it.frame)
+		}
+	case itemSession:
+		if !it.sess.Removed {
+			sh.enqueue(it.sess, it.frame)
+		}
+	case itemFlush:
+		if !it.sess.Removed && !it.sess.Dirty {
+			it.sess.Dirty = true
+			sh.touched = append(sh.touched, it.sess)
+		}
+	case itemCommand:
+		it.fn(sh)
+	}
+}
+
+func (sh *shard) enqueue(s *session.Session, f *session.Frame) {
+	wasDirty := s.Dirty
+	switch s.Enqueue(f) {
+	case session.Queued:
+		sh.delivered.Add(1)
+	case session.Conflated:
+		sh.delivered.Add(1)
+		sh.conflated.Add(1)
+	case session.DroppedOld:
+		sh.delivered.Add(1)
+		sh.dropped.Add(1)
+	case session.DroppedNew:
+		sh.dropped.Add(1)
+	case session.SlowConsumer:
+		sh.slow.Add(1)
+		sh.hub.log.Info("hub: slow consumer disconnected", "session", s.ID, "user", s.User,
+			"queued", s.Queued(), "backlog", s.Conn.Buffered())
+		sh.disconnect(s, protocol.DisconnectSlowConsumer, "")
+		return
+	case session.Gone:
+		return
+	}
+	if !wasDirty && s.Dirty {
+		sh.touched = append(sh.touched, s)
+	}
+}
+
+func (sh *shard) flush() {
+	for i, s := range sh.touched {
+		var err error
+		sh.scratch, err = s.Flush(sh.scratch)
+		if err != nil {
+			sh.hub.log.Debug("hub: write failed", "session", s.ID, "err", err)
+		}
+		sh.touched[i] = nil
+	}
+	sh.touched = sh.touched[:0]
+}
+
+func (sh *shard) add(s *session.Session) {
+	if s.Closed() || s.Removed {
+		return
+	}
+	sh.sessions[s] = struct{}{}
+	if s.User != "" {
+		set := sh.users[s.User]
+		if set == nil {
+			set = make(map[*session.Session]struct{})
+			sh.users[s.User] = set
+		}
+		set[s] = struct{}{}
+	}
+}
+
+func (sh *shard) remove(s *session.Session) {
+	if s.Removed {
+		return
+	}
+	s.Removed = true
+	delete(sh.sessions, s)
+	if set := sh.users[s.User]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(sh.users, s.User)
+		}
+	}
+	for topic := range s.Subs {
+		sh.unindex(s, topic)
+		sh.hub.release(topic)
+	}
+	clear(s.Subs)
+	s.Discard()
+}
+
+// disconnect closes s: its queue is dropped, a disconnect frame is written after
+// what the socket already holds, and the connection closes once that drains or the
+// write timeout passes.
+func (sh *shard) disconnect(s *session.Session, code protocol.Code, reason string) {
+	if !s.MarkClosed() {
+		return
+	}
+	if reason == "" {
+		reason = code.String()
+	}
+	s.Discard()
+	_ = s.Conn.Write(DisconnectFrame(code, reason).Wire(s.Variant))
+	s.Conn.Close(code, reason, s.Config().WriteTimeout)
+	sh.remove(s)
+}
+
+func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
+	if s.Removed || s.Closed() {
+		return ErrSessionGone
+	}
+	if _, ok := s.Subs[topic]; ok {
+		return ErrAlreadySubscribed
+	}
+	if len(s.Subs) >= s.Config().MaxSubscriptions {
+		return ErrTooManySubs
+	}
+	s.Subs[topic] = &session.Sub{Recovering: true, Lossy: lossy}
+	set := sh.topics[topic]
+	if set == nil {
+		set = make(map[*session.Session]struct{})
+		sh.topics[topic] = set
+	}
+	set[s] = struct{}{}
+	return nil
+}
+
+func (sh *shard) completeSubscribe(s *session.Session, topic string, ack *session.Frame, replay []*session.Frame, start uint64, epoch string) {
+	sub := s.Subs[topic]
+	if sub == nil || !sub.Recovering {
+		return
+	}
+	sub.Recovering = false
+	sub.Last, sub.Epoch = start, epoch
+	sh.enqueue(s, ack)
+	for _, f := range replay {
+		if f.Offset > sub.Last {
+			sub.Last = f.Offset
+			sh.enqueue(s, f)
+		}
+	}
+	for _, f := range sub.Pending {
+		if f.Offset > sub.Last {
+			sub.Last = f.Offset
+			sh.enqueue(s, f)
+		}
+	}
+	sub.Pending = nil
+}
+
+func (sh *shard) unsubscribe(s *session.Session, topic string) error {
+	if _, ok := s.Subs[topic]; !ok {
+		return ErrNotSubscribed
+	}
+	delete(s.Subs, topic)
+	sh.unindex(s, topic)
+	return nil
+}
+
+func (sh *shard) unindex(s *session.Session, topic string) {
+	if set := sh.topics[topic]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(sh.topics, topic)
+		}
+	}
+}
+
+// sweep closes sessions whose client went silent and those whose socket stopped
+// draining.
+func (sh *shard) sweep(now time.Time) {
+	timeout := sh.hub.heartbeatTimeout
+	for s := range sh.sessions {
+		switch {
+		case timeout > 0 && now.Sub(s.LastSeen()) > timeout:
+			sh.hub.log.Info("hub: heartbeat timeout", "session", s.ID, "user", s.User,
+				"silent", now.Sub(s.LastSeen()).Round(time.Millisecond))
+			sh.disconnect(s, protocol.DisconnectHeartbeat, "")
+		case s.Stuck(now):
+			sh.slow.Add(1)
+			sh.hub.log.Info("hub: write timeout, slow consumer", "session", s.ID, "user", s.User,
+				"backlog", s.Conn.Buffered())
+			sh.disconnect(s, protocol.DisconnectSlowConsumer, "write timeout")
+		}
+	}
+	sh.flush()
+}

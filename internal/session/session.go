@@ -1,0 +1,114 @@
+package session
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldgg/herald/protocol"
+)
+
+// Conn is what a session needs of its connection; *transport.Conn satisfies it.
+type Conn interface {
+	Write(b []byte) error
+	Buffered() int
+	Close(code protocol.Code, reason string, linger time.Duration)
+	Abort()
+}
+
+// Config bounds each session.
+type Config struct {
+	// MaxQueueBytes bounds what may wait to be sent to one client, counting both
+	// Herald's queue and the socket's backlog. Past it the client is a slow
+	// consumer. Default 1048576 (1 MiB).
+	MaxQueueBytes int `koanf:"max_queue_bytes"`
+	// WriteTimeout is how long a backlog may go without draining before the client
+	// counts as a slow consumer. Default 10s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// MaxSubscriptions per session. Default 128.
+	MaxSubscriptions int `koanf:"max_subscriptions"`
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 128
+	}
+	return c
+}
+
+// Session is one connected player.
+type Session struct {
+	// Immutable after New.
+	ID      string
+	Num     uint64 // dense per-node number; picks the shard
+	User    string
+	Codec   protocol.Codec
+	Variant int
+	Conn    Conn
+	cfg     Config
+
+	// Atomic: written by the connection's reader and by the shard.
+	lastSeen  atomic.Int64 // unix nanoseconds of the last frame from the client
+	lastDrain atomic.Int64 // unix nanoseconds the socket backlog last drained
+	closed    atomic.Bool
+
+	// Owned by the shard worker.
+	queue   []*Frame
+	queued  int // bytes in queue
+	Subs    map[string]*Sub
+	Dirty   bool // queued frames since the last flush
+	Removed bool // no longer in the shard's indexes
+	Pos     *Position
+}
+
+// Position is where a session stands on a map. Owned by the shard worker.
+type Position struct {
+	Map  string
+	X, Y float64
+}
+
+// Sub is one subscription's delivery state. Owned by the shard worker.
+type Sub struct {
+	// Last is the newest offset delivered (or replayed), to drop duplicates.
+	Last  uint64
+	Epoch string
+	// Recovering is set between the subscribe request and the history replay; live
+	// messages wait in Pending meanwhile.
+	Recovering bool
+	Pending    []*Frame
+	Lossy      bool
+}
+
+// New creates a session.
+func New(cfg Config, id string, num uint64, user string, codec protocol.Codec, variant int, conn Conn) *Session {
+	s := &Session{ID: id, Num: num, User: user, Codec: codec, Variant: variant, Conn: conn,
+		cfg: cfg.WithDefaults(), Subs: make(map[string]*Sub)}
+	now := time.Now().UnixNano()
+	s.lastSeen.Store(now)
+	s.lastDrain.Store(now)
+	return s
+}
+
+// Touch records activity from the client.
+func (s *Session) Touch(now time.Time) { s.lastSeen.Store(now.UnixNano()) }
+
+// LastSeen is when the client last sent anything.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }
+
+// Drained records that the socket backlog emptied.
+func (s *Session) Drained(now time.Time) { s.lastDrain.Store(now.UnixNano()) }
+
+// Closed reports whether the session was closed.
+func (s *Session) Closed() bool { return s.closed.Load() }
+
+// MarkClosed flags the session closed and reports whether this call did it.
+func (s *Session) MarkClosed() bool { return s.closed.CompareAndSwap(false, true) }
+
+// Config returns the session's limits.
+func (s *Session) Config() Config { return s.cfg }
