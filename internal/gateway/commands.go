@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/hub"
+	"github.com/heraldgg/herald/internal/session"
+	"github.com/heraldgg/herald/protocol"
+)
+
+func (g *Gateway) dispatch(cl *client, s *session.Session, env *protocol.Envelope) {
+	switch env.Op {
+	case protocol.Op_OP_PING:
+		g.reply(cl, s, s.Codec, &protocol.Envelope{Op: protocol.Op_OP_PONG, Id: env.Id})
+	case protocol.Op_OP_SUB:
+		g.subscribe(cl, s, env)
+	case protocol.Op_OP_UNSUB:
+		g.unsubscribe(cl, s, env)
+	case protocol.Op_OP_PUB:
+		g.publish(cl, s, env)
+	case protocol.Op_OP_REQ:
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeNotFound, "no route %q on this node", env.Route))
+	case protocol.Op_OP_MOVE:
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeNotFound, "no map %q on this node", env.Map))
+	case protocol.Op_OP_CONNECT:
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeAlreadyConnected, "connect was already sent"))
+	default:
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeUnknownOp, "a client may not send %s", env.Op.Name()))
+	}
+}
+
+// checkTopic validates a topic name: UTF-8, no control characters or spaces, at most
+// MaxTopicLength bytes.
+func (g *Gateway) checkTopic(topic string) error {
+	if topic == "" {
+		return protocol.Errorf(protocol.CodeBadTopic, "topic is required")
+	}
+	if len(topic) > g.cfg.MaxTopicLength {
+		return protocol.Errorf(protocol.CodeBadTopic, "topic is longer than %d bytes", g.cfg.MaxTopicLength)
+	}
+	if !utf8.ValidString(topic) || strings.ContainsFunc(topic, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return protocol.Errorf(protocol.CodeBadTopic, "topic must be UTF-8 without spaces or control characters")
+	}
+	return nil
+}
+
+func (g *Gateway) subscribe(cl *client, s *session.Session, env *protocol.Envelope) {
+	if err := g.checkTopic(env.Topic); err != nil {
+		g.replyErr(cl, s, s.Codec, env.Id, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
+	defer cancel()
+	if err := g.hub.Subscribe(ctx, s, env.Topic); err != nil {
+		g.replyErr(cl, s, s.Codec, env.Id, hubError(err, env.Topic))
+		return
+	}
+	req := broker.HistoryRequest{}
+	if env.Since != nil {
+		req.Since = &broker.Position{Offset: env.Since.Offset, Epoch: env.Since.Epoch}
+	}
+	hist, err := g.broker.History(ctx, env.Topic, req)
+	if err != nil {
+		_ = g.hub.Unsubscribe(context.Background(), s, env.Topic)
+		g.log.Warn("gateway: history unavailable", "topic", env.Topic, "err", err)
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeUnavailable, "topic history unavailable"))
+		return
+	}
+	ack := &protocol.Envelope{Op: protocol.Op_OP_SUBSCRIBED, Id: env.Id, Topic: env.Topic,
+		Offset: hist.Position.Offset, Epoch: hist.Position.Epoch}
+	start := hist.Position.Offset
+	var replay []*session.Frame
+	if req.Since != nil {
+		ack.Recovered = hist.Recovered
+		if hist.Recovered {
+			start = req.Since.Offset
+			replay = make([]*session.Frame, 0, len(hist.Publications))
+			for _, p := range hist.Publications {
+				f := session.NewFrame(&protocol.Envelope{Op: protocol.Op_OP_MSG, Topic: p.Topic,
+					Offset: p.Offset, Epoch: p.Epoch, Data: p.Data, User: p.User})
+				f.Offset = p.Offset
+				replay = append(replay, f)
+			}
+		}
+	}
+	g.hub.CompleteSubscribe(s, env.Topic, session.NewFrame(ack), replay, start, hist.Position.Epoch)
+}
+
+func (g *Gateway) unsubscribe(cl *client, s *session.Session, env *protocol.Envelope) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
+	defer cancel()
+	if err := g.hub.Unsubscribe(ctx, s, env.Topic); err != nil {
+		g.replyErr(cl, s, s.Codec, env.Id, hubError(err, env.Topic))
+		return
+	}
+	g.hub.Send(s, session.NewFrame(&protocol.Envelope{Op: protocol.Op_OP_UNSUBSCRIBED, Id: env.Id, Topic: env.Topic}))
+}
+
+// CanPublish reports whether clients may publish to topic.
+func (g *Gateway) CanPublish(topic string) bool {
+	for _, p := range g.cfg.ClientPublish {
+		if hub.MatchTopic(p, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gateway) publish(cl *client, s *session.Session, env *protocol.Envelope) {
+	if err := g.checkTopic(env.Topic); err != nil {
+		g.replyErr(cl, s, s.Codec, env.Id, err)
+		return
+	}
+	if !g.CanPublish(env.Topic) {
+		g.log.Info("gateway: publish refused", "session", s.ID, "user", s.User, "topic", env.Topic)
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodePermissionDenied, "clients may not publish to %q", env.Topic))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
+	defer cancel()
+	pos, err := g.broker.Publish(ctx, env.Topic, env.Data, broker.PublishOptions{User: s.User})
+	if err != nil {
+		g.log.Warn("gateway: publish failed", "topic", env.Topic, "err", err)
+		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeUnavailable, "publish failed: broker unavailable"))
+		return
+	}
+	g.published.Add(1)
+	g.reply(cl, s, s.Codec, &protocol.Envelope{Op: protocol.Op_OP_PUBLISHED, Id: env.Id, Topic: env.Topic,
+		Offset: pos.Offset, Epoch: pos.Epoch})
+}
+
+func hubError(err error, topic string) error {
+	switch {
+	case errors.Is(err, hub.ErrAlreadySubscribed):
+		return protocol.Errorf(protocol.CodeAlreadySubscribed, "already subscribed to %q", topic)
+	case errors.Is(err, hub.ErrNotSubscribed):
+		return protocol.Errorf(protocol.CodeNotSubscribed, "not subscribed to %q", topic)
+	case errors.Is(err, hub.ErrTooManySubs):
+		return protocol.Errorf(protocol.CodeLimitExceeded, "too many subscriptions")
+	case errors.Is(err, context.DeadlineExceeded):
+		return protocol.Errorf(protocol.CodeTimeout, "timed out")
+	}
+	return protocol.Errorf(protocol.CodeUnavailable, "%v", err)
+}
