@@ -95,18 +95,20 @@ func bruteCircle(ms []member, x, y, r float64, fn func(uint64) bool) {
 // BenchmarkCellSize backs the package doc's advice to size cells near the
 // query radius.
 func BenchmarkCellSize(b *testing.B) {
-	for _, cs := range []float64{12.5, 25, 50, 100, 200, 400, 1000} {
-		b.Run(fmt.Sprintf("cell=%v", cs), func(b *testing.B) {
-			w := benchWorldFor(b, 10000, cs)
-			hits, i := 0, 0
-			count := func(uint64) bool { hits++; return true }
-			for b.Loop() {
-				c := w.centres[i%len(w.centres)]
-				i++
-				w.g.QueryCircle(c[0], c[1], benchRadius, count)
-			}
-			b.ReportMetric(float64(hits)/float64(i), "hits/op")
-		})
+	for _, n := range []int{10000, 100000} {
+		for _, cs := range []float64{12.5, 25, 50, 100, 200, 400, 1000} {
+			b.Run(fmt.Sprintf("n=%d/cell=%v", n, cs), func(b *testing.B) {
+				w := benchWorldFor(b, n, cs)
+				hits, i := 0, 0
+				count := func(uint64) bool { hits++; return true }
+				for b.Loop() {
+					c := w.centres[i%len(w.centres)]
+					i++
+					w.g.QueryCircle(c[0], c[1], benchRadius, count)
+				}
+				b.ReportMetric(float64(hits)/float64(i), "hits/op")
+			})
+		}
 	}
 }
 

@@ -21,9 +21,9 @@
 // entities on the map. CellSize should be near the radius of the commonest
 // query: much larger and a query tests members far outside its circle, much
 // smaller and it walks many near-empty cells. On a 10,000 × 10,000 map at
-// radius 100 (BenchmarkCellSize), cells of 100 came within 20% of the best
-// size both at 10,000 entities, where 200 was best, and at 100,000, where
-// 50 to 100 were; sparser maps favour larger cells, denser ones smaller.
+// radius 100 (BenchmarkCellSize), cells of 100 were the fastest with 100,000
+// entities and within 20% of the fastest (200) with 10,000; sparser maps
+// favour larger cells, denser ones smaller.
 //
 // The table is dense rather than a map from cell to members because a query
 // touches several cells and indexing a slice is far cheaper than hashing
