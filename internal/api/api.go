@@ -1,0 +1,102 @@
+// Package api is Herald's server API for game services and operators: publish to a
+// topic, broadcast to everyone, push to a user or a session, kick. The admin HTTP
+// API and the gRPC server API are two doors to this one implementation, so they
+// always behave the same.
+//
+// Every fan-out goes through the broker, so on a cluster each node delivers to its
+// own sessions.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/protocol"
+)
+
+// Broker is what the API needs of the broker.
+type Broker interface {
+	Publish(ctx context.Context, topic string, data []byte, opts broker.PublishOptions) (broker.Position, error)
+	Broadcast(ctx context.Context, data []byte) error
+}
+
+// Service carries out server API calls.
+type Service struct {
+	broker   Broker
+	maxTopic int
+	maxData  int
+}
+
+// New returns a Service. maxTopic and maxData bound topic names and payloads, in bytes.
+func New(b Broker, maxTopic, maxData int) *Service {
+	return &Service{broker: b, maxTopic: maxTopic, maxData: maxData}
+}
+
+// Publish appends data to topic and delivers it to its subscribers on every node.
+func (s *Service) Publish(ctx context.Context, topic string, data []byte) (broker.Position, error) {
+	if topic == "" || len(topic) > s.maxTopic {
+		return broker.Position{}, protocol.Errorf(protocol.CodeBadTopic, "topic must be 1 to %d bytes", s.maxTopic)
+	}
+	if err := s.checkData(data); err != nil {
+		return broker.Position{}, err
+	}
+	pos, err := s.broker.Publish(ctx, topic, data, broker.PublishOptions{})
+	if err != nil {
+		return broker.Position{}, unavailable(err)
+	}
+	return pos, nil
+}
+
+// Broadcast delivers data to every session on every node.
+func (s *Service) Broadcast(ctx context.Context, data []byte) error {
+	if err := s.checkData(data); err != nil {
+		return err
+	}
+	return s.control(ctx, &broker.Control{Kind: broker.ControlBroadcast, Data: data})
+}
+
+// Push delivers data to every connection of user, or to the one session.
+func (s *Service) Push(ctx context.Context, user, session string, data []byte) error {
+	if (user == "") == (session == "") {
+		return protocol.Errorf(protocol.CodeBadRequest, "give exactly one of user and session")
+	}
+	if err := s.checkData(data); err != nil {
+		return err
+	}
+	return s.control(ctx, &broker.Control{Kind: broker.ControlPush, User: user, Session: session, Data: data})
+}
+
+// Kick disconnects every connection of user, or the one session, with a terminal code.
+func (s *Service) Kick(ctx context.Context, user, session, reason string) error {
+	if (user == "") == (session == "") {
+		return protocol.Errorf(protocol.CodeBadRequest, "give exactly one of user and session")
+	}
+	return s.control(ctx, &broker.Control{Kind: broker.ControlKick, User: user, Session: session, Reason: reason})
+}
+
+func (s *Service) checkData(data []byte) error {
+	if len(data) > s.maxData {
+		return protocol.Errorf(protocol.CodeBadRequest, "data is larger than %d bytes", s.maxData)
+	}
+	return nil
+}
+
+func (s *Service) control(ctx context.Context, c *broker.Control) error {
+	b, err := c.Encode()
+	if err != nil {
+		return fmt.Errorf("api: encode control: %w", err)
+	}
+	if err := s.broker.Broadcast(ctx, b); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return protocol.Errorf(protocol.CodeTimeout, "broker did not answer in time")
+	}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Reason: "broker unavailable: " + err.Error()}
+}
