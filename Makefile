@@ -1,6 +1,6 @@
 # Herald's build. `make run` starts the demo node; `make test` is the whole suite, as CI runs it.
 GO        ?= go
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.6.1
 BIN       := $(shell $(GO) env GOPATH)/bin
 
 .PHONY: run build test deps proto docs vet staticcheck fmt-check bench fuzz
