@@ -25,6 +25,10 @@ proto: deps
 	PATH="$(BIN):$$PATH" protoc -I protocol --go_out=. --go_opt=module=github.com/heraldgg/herald \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/heraldgg/herald protocol/*.proto
 
+# docs renders docs/configuration.md from the config tree and its doc comments.
+docs:
+	$(GO) test ./internal/config -run TestConfigurationDoc -update
+
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

@@ -11,22 +11,22 @@ import (
 type Config struct {
 	// Endpoints are the etcd client URLs or host:port pairs.
 	// Default: ["127.0.0.1:2379"].
-	Endpoints []string `yaml:"endpoints"`
+	Endpoints []string `koanf:"endpoints"`
 	// Prefix is the root of Herald's keys (see package discovery). A
 	// trailing "/" is ignored. Default: "/herald".
-	Prefix string `yaml:"prefix"`
+	Prefix string `koanf:"prefix"`
 	// LeaseTTL is how long a registration outlives a process that stopped
 	// keeping it alive. etcd counts whole seconds, so it is rounded up, and
 	// etcd raises it to its own minimum (1.5 × its election timeout, 2 s
 	// with etcd's defaults). Default: 10s.
-	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
 	// DialTimeout bounds connecting and authenticating to etcd.
 	// Default: 5s.
-	DialTimeout time.Duration `yaml:"dial_timeout"`
+	DialTimeout time.Duration `koanf:"dial_timeout"`
 	// RequestTimeout bounds each single request (Get, Grant, Put, Revoke);
 	// the watch and keepalive streams are not bounded by it. Close waits at
 	// most this long for deregistration. Default: 5s.
-	RequestTimeout time.Duration `yaml:"request_timeout"`
+	RequestTimeout time.Duration `koanf:"request_timeout"`
 }
 
 // Defaults, applied by WithDefaults.

@@ -13,7 +13,7 @@ import (
 type Config struct {
 	// Services maps a service name to its instances. An instance's Service
 	// may be left empty: it is taken from the map key. Default: no services.
-	Services map[string][]discovery.Instance `yaml:"services"`
+	Services map[string][]discovery.Instance `koanf:"services"`
 }
 
 // Registry is a discovery.Registry backed by memory.
