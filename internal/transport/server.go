@@ -53,19 +53,34 @@ type server struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	ln      net.Listener
+	ln      *pausableListener
 	lingers map[*Conn]*time.Timer // Guarded by mu.
 }
 
 func (s *server) listen(addr string) (func(network, addr string) (net.Listener, error), net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("transport: listen %s: %w", addr, err)
 	}
+	if s.log != nil {
+		routeNBIOLogs(s.log)
+	}
+	ln := newPausableListener(raw)
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
 	return func(string, string) (net.Listener, error) { return ln, nil }, ln, nil
+}
+
+// StopAccepting closes the listening socket so no new connection arrives; existing
+// connections stay until Shutdown.
+func (s *server) StopAccepting() {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Stop()
+	}
 }
 
 // Addr returns the bound address, or nil before Start.

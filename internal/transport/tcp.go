@@ -75,16 +75,6 @@ func (s *TCPServer) Start() error {
 	return engine.Start()
 }
 
-// StopAccepting closes the listener so no new connection arrives; existing ones stay.
-func (s *TCPServer) StopAccepting() {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-}
-
 // Shutdown closes every connection and stops the event loops.
 func (s *TCPServer) Shutdown(ctx context.Context) error {
 	if s.engine == nil {

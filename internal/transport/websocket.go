@@ -129,16 +129,6 @@ func (s *WebSocketServer) upgrade(w http.ResponseWriter, r *http.Request) {
 	s.safely(c, func() { s.handler.Open(c) })
 }
 
-// StopAccepting closes the listener so no new connection arrives; existing ones stay.
-func (s *WebSocketServer) StopAccepting() {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-}
-
 // Shutdown closes every connection and stops the event loops.
 func (s *WebSocketServer) Shutdown(ctx context.Context) error {
 	if s.engine == nil {

@@ -1,0 +1,227 @@
+// Package server builds one Herald node from its configuration and runs it: the
+// broker, the hub, the gateway, the client listeners and the admin API, started in
+// dependency order and stopped in reverse, with a graceful drain in between.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heraldgg/herald/examples/demo"
+	"github.com/heraldgg/herald/internal/admin"
+	"github.com/heraldgg/herald/internal/api"
+	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/broker/memory"
+	"github.com/heraldgg/herald/internal/config"
+	"github.com/heraldgg/herald/internal/gateway"
+	"github.com/heraldgg/herald/internal/hub"
+	"github.com/heraldgg/herald/internal/metrics"
+	"github.com/heraldgg/herald/internal/transport"
+	"github.com/heraldgg/herald/protocol"
+)
+
+// Server is one Herald node.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	started time.Time
+
+	broker broker.Broker
+	hub    *hub.Hub
+	gw     *gateway.Gateway
+	ws     *transport.WebSocketServer
+	tcp    *transport.TCPServer
+	admin  *admin.Server
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New builds a node from cfg. Nothing listens until Start.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.Node)
+	s := &Server{cfg: cfg, log: log}
+
+	b, err := newBroker(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.broker = b
+	s.hub = hub.New(cfg.Hub, b, cfg.Gateway.HeartbeatTimeout(), log.With("component", "hub"))
+	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"))
+
+	var page http.Handler
+	if cfg.Listen.DemoPage != nil && *cfg.Listen.DemoPage {
+		page = demo.Page(cfg.Listen.WebSocketPath)
+	}
+	s.ws = transport.NewWebSocket(cfg.Transport, cfg.Listen.Client, cfg.Listen.WebSocketPath, s.gw, page, log.With("component", "websocket"))
+	if cfg.Listen.TCP != "off" {
+		s.tcp = transport.NewTCP(cfg.Transport, cfg.Listen.TCP, s.gw, log.With("component", "tcp"))
+	}
+	if cfg.Listen.Admin != "off" {
+		svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize)
+		reg := metrics.NewRegistry(cfg.Node, s.metricsSnapshot)
+		s.admin = admin.New(cfg.Admin, svc, func() any { return s.Stats() }, reg, log.With("component", "admin"))
+	}
+	return s, nil
+}
+
+func newBroker(cfg config.Config, log *slog.Logger) (broker.Broker, error) {
+	kind, err := config.BrokerKind(cfg.Broker.URL)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "memory":
+		return memory.New(cfg.Broker.Memory, cfg.Node), nil
+	}
+	return nil, fmt.Errorf("server: broker %q is not built into this node", kind)
+}
+
+// Start connects the broker and opens the listeners. On error everything already
+// started is stopped again.
+func (s *Server) Start(ctx context.Context) (err error) {
+	s.started = time.Now()
+	if err := s.broker.Start(ctx, s.hub); err != nil {
+		return fmt.Errorf("server: start broker: %w", err)
+	}
+	s.hub.Start()
+	defer func() {
+		if err != nil {
+			_ = s.stop(context.Background())
+		}
+	}()
+	if s.admin != nil {
+		if err := s.admin.Start(s.cfg.Listen.Admin); err != nil {
+			return fmt.Errorf("server: admin listener: %w", err)
+		}
+	}
+	if err := s.ws.Start(); err != nil {
+		return fmt.Errorf("server: client listener: %w", err)
+	}
+	if s.tcp != nil {
+		if err := s.tcp.Start(); err != nil {
+			return fmt.Errorf("server: tcp listener: %w", err)
+		}
+	}
+	if s.admin != nil {
+		s.admin.SetReady(true)
+	}
+	attrs := []any{"client", s.ws.Addr().String(), "websocket_path", s.cfg.Listen.WebSocketPath, "broker", s.cfg.Broker.URL}
+	if s.tcp != nil {
+		attrs = append(attrs, "tcp", s.tcp.Addr().String())
+	}
+	if s.admin != nil {
+		attrs = append(attrs, "admin", s.admin.Addr().String())
+	}
+	s.log.Info("herald node serving", attrs...)
+	return nil
+}
+
+// Run starts the node, serves until ctx is done, then drains and stops it.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Shutdown(context.Background())
+}
+
+// Shutdown drains the node gracefully: readiness fails at once, the listeners stop
+// accepting, every client is told to reconnect elsewhere and its queue is flushed,
+// then everything stops. It returns when all clients are gone or the drain timeout
+// (config drain.timeout, or ctx) runs out, whichever is first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Drain.Timeout)
+	defer cancel()
+	return s.stop(ctx)
+}
+
+func (s *Server) stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		begin := time.Now()
+		if s.admin != nil {
+			s.admin.SetReady(false)
+		}
+		s.ws.StopAccepting()
+		if s.tcp != nil {
+			s.tcp.StopAccepting()
+		}
+		s.gw.Drain()
+		before := s.hub.Connections()
+		s.hub.DisconnectAll(protocol.DisconnectShutdown, "node shutting down")
+		s.waitGone(ctx)
+		left := s.gw.Stats().Connections
+
+		var errs []error
+		// The listeners' shutdown closes whatever is left; give it a moment of its own
+		// even when the drain used up ctx.
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.ws.Shutdown(closeCtx); err != nil {
+			errs = append(errs, fmt.Errorf("websocket: %w", err))
+		}
+		if s.tcp != nil {
+			if err := s.tcp.Shutdown(closeCtx); err != nil {
+				errs = append(errs, fmt.Errorf("tcp: %w", err))
+			}
+		}
+		s.hub.Close()
+		if err := s.broker.Close(); err != nil && !errors.Is(err, broker.ErrClosed) {
+			errs = append(errs, fmt.Errorf("broker: %w", err))
+		}
+		if s.admin != nil {
+			if err := s.admin.Shutdown(closeCtx); err != nil {
+				errs = append(errs, fmt.Errorf("admin: %w", err))
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+		s.log.Info("herald node stopped", "sessions_drained", before, "connections_cut", left,
+			"took", time.Since(begin).Round(time.Millisecond))
+	})
+	return s.stopErr
+}
+
+// waitGone waits until every client connection has closed or ctx ends.
+func (s *Server) waitGone(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.gw.Stats().Connections > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ClientAddr is the bound WebSocket address.
+func (s *Server) ClientAddr() net.Addr { return s.ws.Addr() }
+
+// TCPAddr is the bound raw TCP address, nil when TCP is off.
+func (s *Server) TCPAddr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// AdminAddr is the bound admin address, nil when the admin API is off.
+func (s *Server) AdminAddr() net.Addr {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.Addr()
+}
+
+// Node is this node's name.
+func (s *Server) Node() string { return s.cfg.Node }
