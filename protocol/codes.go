@@ -31,7 +31,14 @@ const (
 	CodeBadPosition       Code = 114 // position outside the map, or a bad radius
 	CodeInternal          Code = 115 // Herald failed; the request may be retried
 	CodeServiceError      Code = 116 // the game service answered with an error of its own
+	// CodeOverloaded: every instance of the game service already has as many
+	// requests in flight from this node as its concurrency limit allows. Unlike
+	// CodeRateLimited it is not the client's doing; retry after a backoff.
+	CodeOverloaded Code = 117
 )
+
+// Error frame codes 1000–1999 are left to game services for errors of their own:
+// a service's reply carrying one reaches the client unchanged (see backend.proto).
 
 // Disconnect codes: reconnect allowed.
 const (
@@ -78,6 +85,7 @@ var codeText = map[Code]string{
 	CodeBadPosition:       "bad position",
 	CodeInternal:          "internal error",
 	CodeServiceError:      "service error",
+	CodeOverloaded:        "overloaded",
 
 	DisconnectShutdown:          "shutdown",
 	DisconnectHeartbeat:         "heartbeat timeout",
@@ -108,7 +116,7 @@ func Codes() []Code {
 		CodeBadRequest, CodeUnknownOp, CodeNotConnected, CodeAlreadyConnected,
 		CodePermissionDenied, CodeBadTopic, CodeAlreadySubscribed, CodeNotSubscribed,
 		CodeLimitExceeded, CodeRateLimited, CodeNotFound, CodeTimeout, CodeUnavailable,
-		CodeCircuitOpen, CodeBadPosition, CodeInternal, CodeServiceError,
+		CodeCircuitOpen, CodeBadPosition, CodeInternal, CodeServiceError, CodeOverloaded,
 		DisconnectShutdown, DisconnectHeartbeat, DisconnectSlowConsumer, DisconnectInternal,
 		DisconnectConnectTimeout, DisconnectTooManyConns, DisconnectInsufficientState,
 		DisconnectRateLimited, DisconnectBadRequest, DisconnectFrameTooLarge,
