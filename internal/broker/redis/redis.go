@@ -227,7 +227,7 @@ func (b *Broker) History(ctx context.Context, topic string, req broker.HistoryRe
 	if req.Since != nil {
 		since = *req.Since
 	}
-	pos, pubs, err := decodeRead(topic, b.read.run(ctx, b.client, b.keys(topic), b.readArgs(since, limit, false)))
+	pos, pubs, err := decodeRead(topic, b.read.runRetryable(ctx, b.client, b.keys(topic), b.readArgs(since, limit, false)))
 	if err != nil {
 		return broker.HistoryResult{}, b.fail("history", topic, err)
 	}

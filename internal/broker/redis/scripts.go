@@ -120,6 +120,17 @@ func (s *script) run(ctx context.Context, c rueidis.CoreClient, keys, args []str
 	return resp
 }
 
+// runRetryable is run for a script that may safely run twice: rueidis retries
+// it on another connection when the first was dead, as every pooled connection
+// is once after a Redis restart.
+func (s *script) runRetryable(ctx context.Context, c rueidis.CoreClient, keys, args []string) rueidis.RedisResult {
+	resp := c.Do(ctx, s.evalsha(c, keys, args).ToRetryable())
+	if noScript(resp.Error()) {
+		resp = c.Do(ctx, s.eval(c, keys, args).ToRetryable())
+	}
+	return resp
+}
+
 func noScript(err error) bool {
 	rerr, ok := rueidis.IsRedisErr(err)
 	return ok && rerr.IsNoScript()
