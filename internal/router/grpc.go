@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldgg/herald/internal/breaker"
@@ -63,36 +64,43 @@ func (t *grpcTransport) reachable() bool { return !t.down.Load() }
 func (t *grpcTransport) close() { _ = t.conn.Close() }
 
 func (t *grpcTransport) invoke(ctx context.Context, c *call) ([]byte, error) {
+	// gRPC fills the peer only for a call that got a stream on a connection,
+	// so an empty peer after a failure means the call never left Herald: it
+	// failed waiting for a connection that did not come. That is safe to send
+	// elsewhere even for a route that is not idempotent, and it is the usual
+	// fate of calls made in the moment between an instance dying and its
+	// connection being marked down.
+	var p peer.Peer
+	var err error
 	switch c.op {
 	case opNotify:
-		_, err := t.client.Notify(ctx, &protocol.NotifyMsg{
+		_, err = t.client.Notify(ctx, &protocol.NotifyMsg{
 			Route: c.req.Route, Session: c.req.Session, User: c.req.User, Meta: c.req.Meta, Data: c.req.Data,
-		})
-		if err != nil {
-			return nil, grpcError(ctx, c.service, err)
-		}
-		return nil, nil
+		}, grpc.Peer(&p))
 	case opEvent:
-		_, err := t.client.SessionEvent(ctx, &protocol.SessionEventMsg{
+		_, err = t.client.SessionEvent(ctx, &protocol.SessionEventMsg{
 			Type: c.ev.Type, Session: c.ev.Session, User: c.ev.User, Node: c.node,
 			Code: uint32(c.ev.Code), Reason: c.ev.Reason,
-		})
-		if err != nil {
-			return nil, grpcError(ctx, c.service, err)
+		}, grpc.Peer(&p))
+	default:
+		var reply *protocol.ReplyMsg
+		reply, err = t.client.Request(ctx, &protocol.RequestMsg{
+			Route: c.req.Route, Session: c.req.Session, User: c.req.User, Meta: c.req.Meta, Data: c.req.Data,
+		}, grpc.Peer(&p))
+		if err == nil {
+			if reply.Code != 0 {
+				// A deliberate answer: the instance is healthy.
+				return nil, newError(ErrService, serviceCode(reply.Code), c.service, truncate(reply.Reason), nil)
+			}
+			return reply.Data, nil
 		}
-		return nil, nil
 	}
-	reply, err := t.client.Request(ctx, &protocol.RequestMsg{
-		Route: c.req.Route, Session: c.req.Session, User: c.req.User, Meta: c.req.Meta, Data: c.req.Data,
-	})
 	if err != nil {
-		return nil, grpcError(ctx, c.service, err)
+		e := grpcError(ctx, c.service, err)
+		e.unsent = p.Addr == nil
+		return nil, e
 	}
-	if reply.Code != 0 {
-		// A deliberate answer: the instance is healthy.
-		return nil, newError(ErrService, serviceCode(reply.Code), c.service, truncate(reply.Reason), nil)
-	}
-	return reply.Data, nil
+	return nil, nil
 }
 
 // grpcError maps a failed call's status to what the client sees and how the
