@@ -278,6 +278,10 @@ func (g *Gateway) handshake(cl *client, codec protocol.Codec, env *protocol.Enve
 		g.replyErr(cl, nil, codec, env.Id, protocol.Errorf(protocol.CodeNotConnected, "the first frame must be connect, not %s", env.Op.Name()))
 		return
 	}
+	if g.draining.Load() {
+		g.refuse(cl.conn, codec, protocol.DisconnectShutdown, "node is shutting down")
+		return
+	}
 	if g.cfg.Anonymous != "allow" {
 		g.log.Info("gateway: connect refused, anonymous users are not allowed", "remote", cl.conn.RemoteAddr())
 		g.refuse(cl.conn, codec, protocol.DisconnectUnauthorized, "anonymous connections are not allowed")

@@ -163,7 +163,9 @@ func (c *Conn) written(n int) {
 	}
 	if c.closing.Load() {
 		if !c.closed.Load() {
-			c.Abort()
+			// nbio calls this hook with the connection's lock held, and closing
+			// takes that lock: close from outside the hook.
+			go c.Abort()
 		}
 		return
 	}

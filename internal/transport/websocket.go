@@ -97,6 +97,7 @@ func (s *WebSocketServer) Start() error {
 	// Text frames are checked for UTF-8 by the gateway, which answers with Herald's
 	// own close code rather than the library's generic protocol error.
 	engine.CheckUtf8 = func([]byte) bool { return true }
+	raceHandoff(engine)
 	engine.OnWrittenSize(func(nc *nbio.Conn, _ []byte, n int) {
 		if wsc, ok := nc.Session().(*websocket.Conn); ok {
 			if c, ok := wsc.Session().(*Conn); ok {
@@ -118,7 +119,12 @@ func (s *WebSocketServer) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("transport: websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	nb, ok := wsc.UnderlayerConn().(*nbio.Conn)
+	under := wsc.UnderlayerConn()
+	// nbhttp wraps the event-loop connection in its own type while it parses HTTP.
+	if hc, isHTTP := under.(*nbhttp.Conn); isHTTP {
+		under = hc.Conn
+	}
+	nb, ok := under.(*nbio.Conn)
 	if !ok {
 		s.log.Error("transport: websocket connection is not on an event loop", "remote", r.RemoteAddr)
 		_ = wsc.Close()
