@@ -70,23 +70,24 @@ func (t *grpcTransport) invoke(ctx context.Context, c *call) ([]byte, error) {
 	// elsewhere even for a route that is not idempotent, and it is the usual
 	// fate of calls made in the moment between an instance dying and its
 	// connection being marked down.
-	var p peer.Peer
+	c.peer = peer.Peer{}
+	p := &c.peer
 	var err error
 	switch c.op {
 	case opNotify:
 		_, err = t.client.Notify(ctx, &protocol.NotifyMsg{
 			Route: c.req.Route, Session: c.req.Session, User: c.req.User, Meta: c.req.Meta, Data: c.req.Data,
-		}, grpc.Peer(&p))
+		}, grpc.Peer(p))
 	case opEvent:
 		_, err = t.client.SessionEvent(ctx, &protocol.SessionEventMsg{
 			Type: c.ev.Type, Session: c.ev.Session, User: c.ev.User, Node: c.node,
 			Code: uint32(c.ev.Code), Reason: c.ev.Reason,
-		}, grpc.Peer(&p))
+		}, grpc.Peer(p))
 	default:
 		var reply *protocol.ReplyMsg
 		reply, err = t.client.Request(ctx, &protocol.RequestMsg{
 			Route: c.req.Route, Session: c.req.Session, User: c.req.User, Meta: c.req.Meta, Data: c.req.Data,
-		}, grpc.Peer(&p))
+		}, grpc.Peer(p))
 		if err == nil {
 			if reply.Code != 0 {
 				// A deliberate answer: the instance is healthy.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync/atomic"
 
+	"google.golang.org/grpc/peer"
+
 	"github.com/heraldgg/herald/internal/breaker"
 	"github.com/heraldgg/herald/internal/discovery"
 	"github.com/heraldgg/herald/internal/router/balancer"
@@ -27,6 +29,10 @@ type call struct {
 	req     *Request      // opRequest, opNotify
 	ev      *SessionEvent // opEvent
 	node    string
+
+	// peer is filled by gRPC for an attempt that got a stream; kept here so
+	// it shares the call's allocation.
+	peer peer.Peer
 }
 
 // transport is how one instance is called: gRPC or HTTP.

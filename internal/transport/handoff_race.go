@@ -19,13 +19,13 @@ import (
 func raceHandoff(engine *nbhttp.Engine) {
 	var mu sync.Mutex
 	engine.OnOpen(func(net.Conn) {
-		//lint:ignore SA2001 the empty critical section is the point: it orders, it guards nothing
 		mu.Lock()
+		//lint:ignore SA2001 the empty critical section is the point: it orders, it guards nothing
 		mu.Unlock()
 	})
 	engine.OnData(func(c *nbio.Conn, data []byte) {
-		//lint:ignore SA2001 see above
 		mu.Lock()
+		//lint:ignore SA2001 see above
 		mu.Unlock()
 		c.DataHandler()(c, data)
 	})
