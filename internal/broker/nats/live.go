@@ -1,0 +1,293 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldgg/herald/internal/broker"
+)
+
+// Subscribe subscribes the topic's live subject, waits until the server has the
+// subscription, then reads the topic's last message from the stream leader as
+// the baseline: every publication after it is delivered, live or, after a gap,
+// from history.
+func (b *Broker) Subscribe(ctx context.Context, topic string) error {
+	if err := b.usable(topic); err != nil {
+		return err
+	}
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
+	b.mu.Lock()
+	if _, ok := b.tracks[topic]; ok {
+		b.mu.Unlock()
+		return nil
+	}
+	tr := &track{}
+	b.tracks[topic] = tr
+	b.mu.Unlock()
+
+	// One channel for every topic: one delivery goroutine instead of one per
+	// subscription, and a full channel drops (then reads history) instead of
+	// blocking the connection's reader.
+	sub, err := b.nc.ChanSubscribe(b.livePrefix+token(topic), b.liveCh)
+	if err == nil {
+		b.mu.Lock()
+		if b.tracks[topic] == tr {
+			b.subs[sub] = topic
+			b.liveSubs[topic] = sub
+		}
+		b.mu.Unlock()
+		err = b.nc.FlushWithContext(ctx)
+	}
+	var at tip
+	if err == nil {
+		if at, err = b.last(ctx, topic); errors.Is(err, jetstream.ErrStreamNotFound) {
+			err = nil // no history at all: the baseline is the zero position
+		}
+	}
+	if err != nil {
+		b.forget(topic, tr, sub)
+		return b.fail("subscribe", topic, err)
+	}
+	b.mu.Lock()
+	if b.tracks[topic] == tr {
+		tr.baseline(at.pos)
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe forgets topic at once, so nothing more of it is delivered, and
+// unsubscribes its live subject.
+func (b *Broker) Unsubscribe(_ context.Context, topic string) error {
+	if err := b.usable(topic); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	tr, sub := b.tracks[topic], b.liveSubs[topic]
+	b.mu.Unlock()
+	if tr == nil {
+		return nil
+	}
+	if err := b.forget(topic, tr, sub); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+		return b.fail("unsubscribe", topic, err)
+	}
+	return nil
+}
+
+// forget drops tr, topic's track, and its live subscription sub.
+func (b *Broker) forget(topic string, tr *track, sub *natsgo.Subscription) error {
+	b.mu.Lock()
+	if b.tracks[topic] == tr {
+		delete(b.tracks, topic)
+		delete(b.dirty, topic)
+	}
+	if sub != nil {
+		delete(b.subs, sub)
+		if b.liveSubs[topic] == sub {
+			delete(b.liveSubs, topic)
+		}
+	}
+	b.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	return sub.Unsubscribe()
+}
+
+// deliverLoop hands live publications to the handler, in the order the
+// connection received them.
+func (b *Broker) deliverLoop(ctx context.Context) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-b.liveCh:
+			b.onLive(m)
+		}
+	}
+}
+
+func (b *Broker) onLive(m *natsgo.Msg) {
+	pos, ok := position(m.Header)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	topic, ok := b.subs[m.Sub]
+	if !ok {
+		return // unsubscribed since
+	}
+	tr := b.tracks[topic]
+	if tr == nil {
+		return
+	}
+	p := broker.Publication{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Data: m.Data, User: m.Header.Get(hdrUser)}
+	out, read := tr.live(p, b.out[:0], b.maxPending)
+	if read {
+		b.markDirtyLocked(topic)
+	}
+	b.deliverLocked(out)
+}
+
+func (b *Broker) markDirtyLocked(topic string) {
+	b.dirty[topic] = struct{}{}
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// deliverLocked hands out to the handler. Holding mu keeps one topic's
+// deliveries in order and never concurrent, whichever goroutine has them.
+func (b *Broker) deliverLocked(out []broker.Publication) {
+	for _, p := range out {
+		b.h.HandlePublication(p)
+	}
+	clear(out)
+	b.out = out[:0]
+}
+
+// syncLoop reads the history of topics that showed a gap or lived through a
+// reconnect, and delivers what they missed.
+func (b *Broker) syncLoop(ctx context.Context) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		topics := make([]string, 0, len(b.dirty))
+		for t := range b.dirty {
+			topics = append(topics, t)
+		}
+		clear(b.dirty)
+		b.mu.Unlock()
+		var failed error
+		for _, t := range topics {
+			if err := b.syncTopic(ctx, t); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				failed = err
+				b.mu.Lock()
+				if b.tracks[t] != nil {
+					b.dirty[t] = struct{}{}
+				}
+				b.mu.Unlock()
+			}
+		}
+		if failed != nil {
+			b.log.Warn("nats: reading missed publications failed; retrying", "err", failed)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(b.cfg.ReconnectWait):
+			}
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (b *Broker) syncTopic(ctx context.Context, topic string) error {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
+	at, err := b.last(ctx, topic)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	var pubs []broker.Publication
+	if at.valid && at.pos.Offset > 0 {
+		if pubs, err = b.fetch(ctx, topic, at); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tr := b.tracks[topic]
+	if tr == nil {
+		return nil
+	}
+	wasKnown := tr.known
+	out, jumped, again := tr.filled(at.pos, pubs, b.out[:0], b.maxPending)
+	if again {
+		b.markDirtyLocked(topic)
+	}
+	if wasKnown {
+		b.stats.filled.Add(uint64(countFrom(out, pubs)))
+	}
+	if jumped {
+		b.stats.jumps.Add(1)
+		b.log.Warn("nats: publications missed live are gone from history; delivery skips them",
+			"topic", topic, "epoch", at.pos.Epoch, "offset", at.pos.Offset)
+	}
+	b.deliverLocked(out)
+	return nil
+}
+
+// countFrom counts the publications of out that came from the history read.
+func countFrom(out, read []broker.Publication) int {
+	if len(read) == 0 {
+		return 0
+	}
+	first, last := read[0].Offset, read[len(read)-1].Offset
+	n := 0
+	for _, p := range out {
+		if p.Epoch == read[0].Epoch && p.Offset >= first && p.Offset <= last {
+			n++
+		}
+	}
+	return n
+}
+
+// reconnected runs on nats.go's callback goroutine once the connection is back
+// and every subscription was sent again. What was published meanwhile never
+// reached this node, so every topic's history is read; and what this node
+// remembers of topics' last messages may be stale.
+func (b *Broker) reconnected() {
+	b.stats.reconnects.Add(1)
+	b.log.Info("nats: reconnected", "server", b.nc.ConnectedUrlRedacted())
+	b.tipsMu.Lock()
+	clear(b.tips)
+	b.tipsMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for t, tr := range b.tracks {
+		if tr.known {
+			tr.syncing = true
+		}
+		b.markDirtyLocked(t)
+	}
+}
+
+// asyncError runs on nats.go's callback goroutine. A slow consumer dropped
+// live messages of sub's topic: read them from history.
+func (b *Broker) asyncError(sub *natsgo.Subscription, err error) {
+	if errors.Is(err, natsgo.ErrSlowConsumer) && sub != nil {
+		b.mu.Lock()
+		topic, ok := b.subs[sub]
+		if ok {
+			if tr := b.tracks[topic]; tr != nil && tr.known {
+				tr.syncing = true
+			}
+			b.markDirtyLocked(topic)
+		}
+		b.mu.Unlock()
+		if ok {
+			b.log.Warn("nats: live publications dropped; reading them from history", "topic", topic)
+			return
+		}
+	}
+	b.log.Warn("nats: asynchronous error", "err", err)
+}
