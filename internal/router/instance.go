@@ -30,6 +30,12 @@ type call struct {
 	ev      *SessionEvent // opEvent
 	node    string
 
+	// callerDeadline is set when the caller's deadline comes before the
+	// route's timeout, so that a timeout is the caller's doing, not the
+	// instance's. (The instance may report it first: gRPC sends the deadline
+	// along, and the service's side can expire a moment before ours.)
+	callerDeadline bool
+
 	// peer is filled by gRPC for an attempt that got a stream; kept here so
 	// it shares the call's allocation.
 	peer peer.Peer

@@ -274,6 +274,10 @@ func (r *Router) route(ctx context.Context, o op, req *Request) (data []byte, er
 func (r *Router) call(parent context.Context, s *service, c *call, key string, idempotent bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, s.cfg.Timeout)
 	defer cancel()
+	if d, ok := parent.Deadline(); ok {
+		routeDeadline, _ := ctx.Deadline()
+		c.callerDeadline = !d.After(routeDeadline)
+	}
 
 	snap := s.bal.Snapshot()
 	var (
@@ -341,9 +345,9 @@ func (r *Router) attempt(ctx, parent context.Context, x *instance, c *call) ([]b
 		}
 		var err error
 		data, err = x.tr.invoke(ctx, c)
-		if err != nil && parent.Err() != nil {
-			// The caller gave up (or had a shorter deadline than the route):
-			// that says nothing about the instance.
+		if err != nil && (parent.Err() != nil || c.callerDeadline && errors.Is(err, ErrTimeout)) {
+			// The caller gave up, or its own deadline (shorter than the
+			// route's) ran out: that says nothing about the instance.
 			var e *Error
 			if errors.As(err, &e) {
 				e.outcome = breaker.Ignore
