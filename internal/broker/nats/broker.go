@@ -159,7 +159,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 				b.log.Warn("nats: disconnected", "err", err)
 			}
 		}),
-		natsgo.ReconnectHandler(func(*natsgo.Conn) { b.reconnected() }),
+		natsgo.ReconnectHandler(b.reconnected),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) { b.asyncError(sub, err) }),
 	)
 	if err != nil {

@@ -255,9 +255,9 @@ func countFrom(out, read []broker.Publication) int {
 // and every subscription was sent again. What was published meanwhile never
 // reached this node, so every topic's history is read; and what this node
 // remembers of topics' last messages may be stale.
-func (b *Broker) reconnected() {
+func (b *Broker) reconnected(nc *natsgo.Conn) {
 	b.stats.reconnects.Add(1)
-	b.log.Info("nats: reconnected", "server", b.nc.ConnectedUrlRedacted())
+	b.log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
 	b.tipsMu.Lock()
 	clear(b.tips)
 	b.tipsMu.Unlock()

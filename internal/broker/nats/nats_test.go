@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,5 +337,86 @@ func TestSendNodeToUnknownNode(t *testing.T) {
 	start(t, b)
 	if err := b.SendNode(ctxT(t, 5*time.Second), "nobody", []byte("x")); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("SendNode to an unknown node: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestUnsubscribeStopsDelivery(t *testing.T) {
+	srv := natstest.Start(t)
+	b := newBroker(t, testConfig(srv), "n")
+	rec := start(t, b)
+	for _, topic := range []string{"left", "kept"} {
+		if err := b.Subscribe(ctxT(t, 5*time.Second), topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, b, "left", "1")
+	brokertest.Eventually(t, wait, "delivery before unsubscribing", func() bool { return len(rec.Publications("left")) == 1 })
+	if err := b.Unsubscribe(ctxT(t, 5*time.Second), "left"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "left", "2")
+	// The stream republishes in the order it stored: once "kept" arrives, "left" would have.
+	publish(t, b, "kept", "x")
+	brokertest.Eventually(t, wait, "the later publication", func() bool { return len(rec.Publications("kept")) == 1 })
+	if n := len(rec.Publications("left")); n != 1 {
+		t.Fatalf("%d deliveries on an unsubscribed topic, want 1", n)
+	}
+}
+
+func TestHistoryOfEmptyTopicFixesEpoch(t *testing.T) {
+	srv := natstest.Start(t)
+	b := newBroker(t, testConfig(srv), "n")
+	rec := start(t, b)
+	if err := b.Subscribe(ctxT(t, 5*time.Second), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.History(ctxT(t, 5*time.Second), "fresh", broker.HistoryRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Position.Offset != 0 || res.Position.Epoch == "" {
+		t.Fatalf("empty topic at %+v, want offset 0 in some epoch", res.Position)
+	}
+	first := publish(t, b, "fresh", "x")
+	if first.Offset != 1 || first.Epoch != res.Position.Epoch {
+		t.Fatalf("first publication at %+v, want offset 1 in epoch %s", first, res.Position.Epoch)
+	}
+	since := res.Position
+	res, err = b.History(ctxT(t, 5*time.Second), "fresh", broker.HistoryRequest{Since: &since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Recovered || len(res.Publications) != 1 {
+		t.Fatalf("history since the empty position: recovered %v with %d publications", res.Recovered, len(res.Publications))
+	}
+	brokertest.Eventually(t, wait, "the first publication, not the marker", func() bool {
+		pubs := rec.Publications("fresh")
+		return len(pubs) == 1 && pubs[0].Offset == 1
+	})
+}
+
+// BenchmarkPublish measures publishes with the expected-sequence check, to one
+// topic (serialized per topic) and spread over many.
+func BenchmarkPublish(b *testing.B) {
+	srv := natstest.Start(b)
+	br := newBroker(b, nats.Config{URL: srv.URL()}, "bench")
+	if err := br.Start(context.Background(), brokertest.NewRecorder()); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64)
+	for _, spread := range []int{1, 1024} {
+		b.Run(fmt.Sprintf("topics=%d", spread), func(b *testing.B) {
+			b.SetParallelism(16)
+			var n atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					topic := fmt.Sprint("bench.", n.Add(1)%uint64(spread))
+					if _, err := br.Publish(context.Background(), topic, data, broker.PublishOptions{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -316,3 +316,46 @@ func TestStartWithoutRedis(t *testing.T) {
 		t.Fatalf("Start with Redis down: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestSubscribeWhileRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBroker(t, testConfig(srv), "n")
+	rec := start(t, b)
+	srv.Kill()
+	if err := b.Subscribe(ctxT(t, 300*time.Millisecond), "down"); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("subscribe with Redis down: %v, want ErrUnavailable", err)
+	}
+	srv.Restart()
+	// Subscribe waits for the Pub/Sub connection to come back.
+	if err := b.Subscribe(ctxT(t, wait), "down"); err != nil {
+		t.Fatal(err)
+	}
+	pos := publishEventually(t, b, "down", "x")
+	brokertest.Eventually(t, wait, "delivery after the restart", func() bool {
+		pubs := rec.Publications("down")
+		return len(pubs) == 1 && pubs[0].Offset == pos.Offset
+	})
+}
+
+func TestUnsubscribeStopsDelivery(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBroker(t, testConfig(srv), "n")
+	rec := start(t, b)
+	for _, topic := range []string{"left", "kept"} {
+		if err := b.Subscribe(ctxT(t, 5*time.Second), topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, b, "left", "1")
+	brokertest.Eventually(t, wait, "delivery before unsubscribing", func() bool { return len(rec.Publications("left")) == 1 })
+	if err := b.Unsubscribe(ctxT(t, 5*time.Second), "left"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "left", "2")
+	// Both travel on one connection, in order: once "kept" arrives, "left" would have.
+	publish(t, b, "kept", "x")
+	brokertest.Eventually(t, wait, "the later publication", func() bool { return len(rec.Publications("kept")) == 1 })
+	if n := len(rec.Publications("left")); n != 1 {
+		t.Fatalf("%d deliveries on an unsubscribed topic, want 1", n)
+	}
+}

@@ -45,7 +45,6 @@ func (b *Broker) connect(ctx context.Context) (*psConn, error) {
 	c := &psConn{dc: dc, probeSig: make(chan struct{}, 1)}
 	c.lost = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) { b.onMessage(c, m) }})
 	if err := b.subscribeAll(ctx, c); err != nil {
-		c.dead.Store(true)
 		b.retire(c)
 		return nil, err
 	}
@@ -86,10 +85,11 @@ func (b *Broker) subscribeAll(ctx context.Context, c *psConn) error {
 	return b.sync(ctx, c, topics)
 }
 
-// retire takes c out of service and closes it.
+// retire takes c out of service and closes it. Once it returns, no
+// publication from c reaches the handler.
 func (b *Broker) retire(c *psConn) {
-	c.dead.Store(true)
 	b.mu.Lock()
+	c.dead.Store(true)
 	if b.conn == c {
 		b.conn = nil
 		b.connChangedLocked()
@@ -235,7 +235,7 @@ func (b *Broker) onMessage(c *psConn, m rueidis.PubSubMessage) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		tr := b.tracks[topic]
-		if tr == nil {
+		if tr == nil || c.dead.Load() {
 			return
 		}
 		out, read := tr.live(p, b.out[:0], b.maxPending)

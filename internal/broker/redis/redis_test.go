@@ -1,7 +1,10 @@
 package redis_test
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +69,32 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			if _, err := redis.New(tc.cfg, tc.node, nil); err == nil {
 				t.Fatal("New accepted it")
 			}
+		})
+	}
+}
+
+// BenchmarkPublish measures publishes through the script, concurrent callers
+// pipelined on rueidis's connections, to one topic and spread over many.
+func BenchmarkPublish(b *testing.B) {
+	srv := redistest.Start(b)
+	br := newBroker(b, redis.Config{Address: srv.URL()}, "bench")
+	if err := br.Start(context.Background(), brokertest.NewRecorder()); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64)
+	for _, spread := range []int{1, 1024} {
+		b.Run(fmt.Sprintf("topics=%d", spread), func(b *testing.B) {
+			b.SetParallelism(16)
+			var n atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					topic := fmt.Sprint("bench.", n.Add(1)%uint64(spread))
+					if _, err := br.Publish(context.Background(), topic, data, broker.PublishOptions{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
