@@ -44,8 +44,9 @@ type ServiceConfig struct {
 	// call is cancelled. Default 5s.
 	Timeout time.Duration `koanf:"timeout"`
 	// MaxInFlight caps the requests this node has in flight to one instance. A
-	// request finding every instance at its cap is answered "overloaded" at once
-	// rather than queued. Default 1024.
+	// request finding every instance at its cap (under the hash policy: its
+	// player's instance) is answered "overloaded" at once rather than queued.
+	// Default 1024.
 	MaxInFlight int `koanf:"max_in_flight"`
 	// Idempotent lists the methods (the part of a route after the service name)
 	// that are safe to run twice; "*" means every method. A request to one of

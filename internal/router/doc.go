@@ -17,10 +17,11 @@
 // HTTP keep-alive pool), a circuit breaker (package breaker) and a count of
 // calls in flight with a cap. A request:
 //
-//  1. picks an instance, skipping those whose breaker is open or that are at
-//     their cap;
-//  2. admits itself to the instance's count, or picks again if the cap was
-//     reached meanwhile;
+//  1. picks an instance, skipping those whose breaker is open;
+//  2. admits itself to the instance's count; an instance at its cap sends the
+//     request to another one, except under the hash policy, where the request
+//     is answered "overloaded" instead: a sticky player's instance holds its
+//     state, and a busy instance is no reason to break that (a dead one is);
 //  3. calls through the breaker, within the route's timeout (which covers the
 //     whole request, retries included);
 //  4. on failure, picks another instance if the call never reached the

@@ -80,13 +80,13 @@ func newInstance(in discovery.Instance, br *breaker.Breaker, tr transport, maxIn
 	return x
 }
 
-// Ready implements balancer.Endpoint. An unreachable instance is still Ready:
-// the router counts picking it as a failure against its breaker, which is what
-// opens the circuit (and later probes it) for an instance whose process died
-// while it is still registered.
-func (x *instance) Ready() bool {
-	return x.refs.Load()-1 < x.maxInFlight && x.br.Ready()
-}
+// Ready implements balancer.Endpoint: the instance is healthy as far as its
+// breaker knows. Its concurrency cap is checked by acquire instead, because
+// whether a full instance should be skipped depends on the policy. An
+// unreachable instance is Ready too: the router counts picking it as a
+// failure against its breaker, which is what opens the circuit (and later
+// probes it) for an instance whose process died while still registered.
+func (x *instance) Ready() bool { return x.br.Ready() }
 
 // InFlight implements balancer.Endpoint.
 func (x *instance) InFlight() int64 { return x.refs.Load() - 1 }

@@ -125,7 +125,7 @@ func New(cfg Config, reg Watcher, log *slog.Logger, opts ...Option) (*Router, er
 		if err != nil {
 			return nil, fmt.Errorf("router: services.%s.%w", name, err)
 		}
-		s := &service{name: name, cfg: sc, bal: bal, r: r}
+		s := &service{name: name, cfg: sc, bal: bal, r: r, sticky: sc.Balancer.Policy == balancer.Hash}
 		r.services[name] = s
 		if sc.SessionEvents {
 			r.events = append(r.events, s)
@@ -297,6 +297,10 @@ func (r *Router) call(parent context.Context, s *service, c *call, key string, i
 		x := snap.Instance(i).Endpoint.(*instance)
 		switch x.acquire() {
 		case atLimit:
+			if s.sticky {
+				return nil, newError(ErrOverloaded, protocol.CodeOverloaded, s.name,
+					s.name+": the player's instance is at its concurrency limit", nil)
+			}
 			sawFull = true
 			continue
 		case gone:

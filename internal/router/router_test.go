@@ -232,38 +232,67 @@ func TestCallerDeadline(t *testing.T) {
 }
 
 func TestConcurrencyLimit(t *testing.T) {
-	release := make(chan struct{})
-	entered := make(chan struct{}, 4)
-	g := &game{id: "a", handle: func(ctx context.Context, _ *protocol.RequestMsg) (*protocol.ReplyMsg, error) {
-		entered <- struct{}{}
-		<-release
-		return &protocol.ReplyMsg{Data: []byte("ok")}, nil
-	}}
-	s := startGame(t, g)
-	e := newEnv(t, roomConfig(ServiceConfig{MaxInFlight: 2, Timeout: time.Minute}))
-	e.register("room", "a", s.addr, nil)
+	tests := []struct {
+		policy balancer.Policy
+		// the request over the limit: spilled to the idle instance, or
+		// refused to keep the player on its own instance
+		wantSpill bool
+	}{
+		{balancer.RoundRobin, true},
+		{balancer.LeastInFlight, true},
+		{balancer.Weighted, true},
+		{balancer.Hash, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.policy), func(t *testing.T) {
+			release := make(chan struct{})
+			entered := make(chan struct{}, 4)
+			busy := &game{id: "busy", handle: func(ctx context.Context, _ *protocol.RequestMsg) (*protocol.ReplyMsg, error) {
+				entered <- struct{}{}
+				<-release
+				return &protocol.ReplyMsg{Data: []byte("busy|ok")}, nil
+			}}
+			e := newEnv(t, roomConfig(ServiceConfig{MaxInFlight: 2, Timeout: time.Minute, Balancer: balancer.Config{Policy: tt.policy}}))
+			e.register("room", "busy", startGame(t, busy).addr, nil)
 
-	errs := make(chan error, 2)
-	for range 2 {
-		go func() { _, err := e.request("room.join", "alice", "x"); errs <- err }()
-	}
-	<-entered
-	<-entered
-	_, err := e.request("room.join", "bob", "x")
-	if !errors.Is(err, ErrOverloaded) || codeOfErr(err) != protocol.CodeOverloaded {
-		t.Errorf("request over the limit = %v, want overloaded", err)
-	}
-	if n := e.r.Instances("room")[0].InFlight; n != 2 {
-		t.Errorf("in flight = %d, want 2", n)
-	}
-	close(release)
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Errorf("request under the limit: %v", err)
-		}
-	}
-	if _, err := e.request("room.join", "bob", "x"); err != nil {
-		t.Errorf("request after the others finished: %v", err)
+			// Fill the busy instance while it is the only one.
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() { _, err := e.request("room.join", "alice", "x"); errs <- err }()
+			}
+			<-entered
+			<-entered
+			_, err := e.request("room.join", "alice", "x")
+			if !errors.Is(err, ErrOverloaded) || codeOfErr(err) != protocol.CodeOverloaded {
+				t.Errorf("request over the limit = %v, want overloaded", err)
+			}
+			if n := e.r.Instances("room")[0].InFlight; n != 2 {
+				t.Errorf("in flight = %d, want 2", n)
+			}
+
+			e.register("room", "idle", startGame(t, &game{id: "idle"}).addr, nil)
+			user := "bob"
+			if tt.policy == balancer.Hash {
+				user = userOn(t, e, "busy")
+			}
+			reply, err := e.request("room.join", user, "x")
+			switch id, _ := servedBy(reply); {
+			case tt.wantSpill && (err != nil || id != "idle"):
+				t.Errorf("with another instance idle: %q, %v; want it served there", reply, err)
+			case !tt.wantSpill && !errors.Is(err, ErrOverloaded):
+				t.Errorf("sticky player's instance full: %q, %v; want overloaded", reply, err)
+			}
+
+			close(release)
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Errorf("request under the limit: %v", err)
+				}
+			}
+			if _, err := e.request("room.join", user, "x"); err != nil {
+				t.Errorf("request after the others finished: %v", err)
+			}
+		})
 	}
 }
 

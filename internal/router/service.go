@@ -20,6 +20,9 @@ type service struct {
 	cfg  ServiceConfig
 	bal  *balancer.Balancer
 	r    *Router
+	// sticky: the hash policy, under which a request never leaves a live
+	// player's instance just because it is busy.
+	sticky bool
 
 	// ready is set once discovery has delivered the first set.
 	ready atomic.Bool

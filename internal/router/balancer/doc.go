@@ -26,8 +26,8 @@
 //     random draw, so the split holds within a fraction of a percent after a few
 //     hundred picks instead of drifting like a coin.
 //
-// An instance that is not Ready (its breaker is open, it is at its concurrency
-// limit, its connection is down) or that the request already tried is skipped:
+// An instance that is not Ready (for the router: its circuit breaker is open)
+// or that the request already tried is skipped:
 // round robin and weighted move on as if it were absent, hash walks on along the
 // ring, so the skipped instance's players land on its ring neighbours while every
 // other player stays put.
