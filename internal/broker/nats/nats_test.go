@@ -420,3 +420,53 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// TestFetchAcrossBatches has the stream keep more per topic than the
+// subscriber's HistorySize (another node configured more): a history read
+// takes several batches and skips nothing.
+func TestFetchAcrossBatches(t *testing.T) {
+	srv := natstest.Start(t)
+	subCfg := testConfig(srv)
+	subCfg.DeliveryBuffer = 1
+	sub := newBroker(t, subCfg, "sub")
+	rec := start(t, sub)
+	pubCfg := testConfig(srv)
+	pubCfg.HistorySize = 500
+	pub := newBroker(t, pubCfg, "pub") // starts last, so the stream keeps 500
+	start(t, pub)
+	const topic = "long"
+	if err := sub.Subscribe(ctxT(t, 5*time.Second), topic); err != nil {
+		t.Fatal(err)
+	}
+	const n = 160
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := pub.Publish(ctxT(t, 5*time.Second), topic, []byte(fmt.Sprint(i)), broker.PublishOptions{})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, err := sub.History(ctxT(t, 5*time.Second), topic, broker.HistoryRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := broker.Position{Offset: 0, Epoch: now.Position.Epoch}
+	res, err := sub.History(ctxT(t, 5*time.Second), topic, broker.HistoryRequest{Since: &since, Limit: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Recovered || len(res.Publications) != n {
+		t.Fatalf("history from the start: recovered %v with %d publications, want %d", res.Recovered, len(res.Publications), n)
+	}
+	brokertest.Eventually(t, wait, "every delivery", func() bool { return len(rec.Publications(topic)) >= n })
+	pubs := rec.Publications(topic)
+	checkStream(t, pubs)
+	if st := sub.Stats(); len(pubs) != n || st.Jumps != 0 {
+		t.Fatalf("%d deliveries, stats %+v; want %d and no jumps", len(pubs), st, n)
+	}
+}

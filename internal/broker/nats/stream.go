@@ -179,8 +179,8 @@ type directGetRequest struct {
 }
 
 // fetch reads every retained publication of topic's epoch at, up to and
-// including the message at sequence at.seq, in offset order, with one batched
-// direct get. It fails with errStale if the answer did not reach at.seq.
+// including the message at sequence at.seq, in offset order, with batched
+// direct gets. It fails with errStale if the answers did not reach at.seq.
 func (b *Broker) fetch(ctx context.Context, topic string, at tip) ([]broker.Publication, error) {
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
@@ -188,33 +188,54 @@ func (b *Broker) fetch(ctx context.Context, topic string, at tip) ([]broker.Publ
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	req, _ := json.Marshal(directGetRequest{Seq: 1, NextFor: b.histPrefix + token(topic),
-		Batch: b.cfg.HistorySize + 1, UpToSeq: at.seq})
-	if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+b.cfg.Stream, inbox, req); err != nil {
-		return nil, err
-	}
 	var pubs []broker.Publication
+	// A batch of HistorySize+1 (a marker may take a slot) usually holds all;
+	// a stream trimmed with a larger size by another node takes more.
+	batch := b.cfg.HistorySize + 1
+	for from := uint64(1); ; {
+		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: b.histPrefix + token(topic), Batch: batch, UpToSeq: at.seq})
+		if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+b.cfg.Stream, inbox, req); err != nil {
+			return nil, err
+		}
+		var n int
+		var lastSeq uint64
+		if pubs, n, lastSeq, err = b.readBatch(ctx, sub, topic, at.pos.Epoch, pubs); err != nil {
+			return nil, err
+		}
+		switch {
+		case lastSeq == at.seq:
+			return pubs, nil
+		case n == batch && lastSeq < at.seq:
+			from = lastSeq + 1
+		default:
+			return nil, errStale
+		}
+	}
+}
+
+// readBatch reads one direct get batch from sub, appending the publications of
+// epoch to pubs. It returns how many messages came and the last one's sequence.
+func (b *Broker) readBatch(ctx context.Context, sub *natsgo.Subscription, topic, epoch string, pubs []broker.Publication) ([]broker.Publication, int, uint64, error) {
+	var n int
 	var lastSeq uint64
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, 0, err
 		}
 		switch status := m.Header.Get(statusHdr); status {
 		case "":
 		case "204": // end of batch
-			if lastSeq != at.seq {
-				return nil, errStale
-			}
-			return pubs, nil
-		case "404": // nothing stored
-			return nil, errStale
+			return pubs, n, lastSeq, nil
+		case "404": // nothing (more) stored
+			return pubs, n, lastSeq, nil
 		default:
-			return nil, fmt.Errorf("nats: direct get: status %s %s", status, m.Header.Get(descrHdr))
+			return nil, 0, 0, fmt.Errorf("nats: direct get: status %s %s", status, m.Header.Get(descrHdr))
 		}
+		n++
 		lastSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		pos, ok := position(m.Header)
-		if !ok || pos.Epoch != at.pos.Epoch || pos.Offset == 0 {
+		if !ok || pos.Epoch != epoch || pos.Offset == 0 {
 			continue
 		}
 		pubs = append(pubs, broker.Publication{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch,

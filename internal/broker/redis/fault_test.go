@@ -359,3 +359,46 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 		t.Fatalf("%d deliveries on an unsubscribed topic, want 1", n)
 	}
 }
+
+// TestReadLongerThanHistorySize has a node with a larger HistorySize publish
+// while the subscriber, with a smaller one, is disconnected: the subscriber
+// reads the missed publications in several parts and skips none.
+func TestReadLongerThanHistorySize(t *testing.T) {
+	srv := redistest.Start(t)
+	subCfg := testConfig(srv)
+	subCfg.ReconnectWait = 600 * time.Millisecond
+	sub := newBroker(t, subCfg, "sub")
+	rec := start(t, sub)
+	pubCfg := testConfig(srv)
+	pubCfg.HistorySize = 500
+	pub := newBroker(t, pubCfg, "pub")
+	start(t, pub)
+	const topic = "long"
+	if err := sub.Subscribe(ctxT(t, 5*time.Second), topic); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub, topic, "first")
+	brokertest.Eventually(t, wait, "the first delivery", func() bool { return len(rec.Publications(topic)) == 1 })
+	if _, err := srv.Do(ctxT(t, 5*time.Second), "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 160
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := pub.Publish(ctxT(t, 5*time.Second), topic, []byte(fmt.Sprint(i)), broker.PublishOptions{})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokertest.Eventually(t, wait, "every delivery", func() bool { return len(rec.Publications(topic)) >= n+1 })
+	pubs := rec.Publications(topic)
+	checkStream(t, pubs)
+	if st := sub.Stats(); len(pubs) != n+1 || st.Jumps != 0 || st.Filled <= uint64(subCfg.HistorySize) {
+		t.Fatalf("%d deliveries, stats %+v; want %d, more than one read's worth filled, no jumps", len(pubs), st, n+1)
+	}
+}

@@ -314,8 +314,15 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		return
 	}
 	wasKnown := tr.known
+	more := len(pubs) == b.cfg.HistorySize && pubs[len(pubs)-1].Offset < pos.Offset
+	if more {
+		// A stream longer than this node's HistorySize (another node trims
+		// with a larger one): take this part now, the rest on the next read.
+		pos.Offset = pubs[len(pubs)-1].Offset
+	}
 	out, jumped, again := tr.filled(pos, pubs, b.out[:0], b.maxPending)
-	if again {
+	if again || more {
+		tr.syncing = true
 		b.markDirtyLocked(topic)
 	}
 	if wasKnown {
