@@ -34,6 +34,11 @@
 // with a random first sequence: a node that remembers a sequence of a deleted
 // stream can then never pass the expected-sequence check on its successor.
 //
+// A server that loses only its latest writes (a machine crash before
+// JetStream's periodic fsync, on a stream with one replica) rolls a topic back
+// under the same epoch, and later offsets are given twice. Use three replicas,
+// or sync_interval: always, where that matters.
+//
 // # Live delivery and gaps
 //
 // The stream republishes every stored message to herald.l.<topic> (RePublish),

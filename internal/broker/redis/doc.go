@@ -20,8 +20,10 @@
 // told recovery failed instead of silently missing messages. With appendonly
 // persistence a restart keeps both keys, so the epoch and offsets carry on.
 // With RDB snapshots only, a restart can roll the offset back under the same
-// epoch; run Redis with appendonly (or with no persistence at all) when
-// recovery must be exact.
+// epoch, and so can a machine crash with appendfsync everysec (a process
+// crash cannot: Redis writes the file before it replies). Run Redis with
+// appendonly (appendfsync always where machines crash), or with no
+// persistence at all, when recovery must be exact.
 //
 // # Failed publishes
 //

@@ -194,8 +194,10 @@ func (b *Broker) Publish(ctx context.Context, topic string, data []byte, opts br
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	late := dl.Add(-lateMargin(time.Until(dl))).UnixMilli()
+	// string(data) copies: a command abandoned at the deadline may still be
+	// written later, and the caller may reuse data once Publish returns.
 	args := []string{newEpoch(), b.ttlMillis, b.sizeArg, b.topicChan + topic,
-		rueidis.BinaryString(data), opts.User, strconv.FormatInt(late, 10)}
+		string(data), opts.User, strconv.FormatInt(late, 10)}
 	pos, err := decodePosition(b.publish.run(ctx, b.client, b.keys(topic), args))
 	if err != nil {
 		return broker.Position{}, b.fail("publish", topic, err)
@@ -259,7 +261,7 @@ func (b *Broker) Broadcast(ctx context.Context, data []byte) error {
 	}
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	cmd := b.client.B().Publish().Channel(b.ctlChan).Message(rueidis.BinaryString(data)).Build()
+	cmd := b.client.B().Publish().Channel(b.ctlChan).Message(string(data)).Build()
 	if err := b.client.Do(ctx, cmd).Error(); err != nil {
 		return b.fail("broadcast", "", err)
 	}
@@ -274,7 +276,7 @@ func (b *Broker) SendNode(ctx context.Context, node string, data []byte) error {
 	}
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	cmd := b.client.B().Publish().Channel(b.cfg.Prefix + ":node:" + node).Message(rueidis.BinaryString(data)).Build()
+	cmd := b.client.B().Publish().Channel(b.cfg.Prefix + ":node:" + node).Message(string(data)).Build()
 	n, err := b.client.Do(ctx, cmd).AsInt64()
 	if err != nil {
 		return b.fail("send to node", node, err)
