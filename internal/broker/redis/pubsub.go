@@ -41,7 +41,7 @@ type psConn struct {
 // every subscribed topic, puts it in service, and reads each topic's stream
 // to deliver what was missed while there was no connection.
 func (b *Broker) connect(ctx context.Context) (*psConn, error) {
-	dc, _ := b.client.Dedicate()
+	dc, _ := b.client.Dedicate() // dc.Close both closes and releases it
 	c := &psConn{dc: dc, probeSig: make(chan struct{}, 1)}
 	c.lost = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) { b.onMessage(c, m) }})
 	if err := b.subscribeAll(ctx, c); err != nil {
