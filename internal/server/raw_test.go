@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -136,21 +137,24 @@ func (r *raw) recv() (*protocol.Envelope, error) {
 		payload = b
 	} else {
 		for {
-			b, op, err := wsutil.ReadServerData(readWriter{r.br, r.nc})
+			// Frames are read by hand so that a close frame is reported, not answered.
+			f, err := readWSFrame(r.br)
 			if err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					return nil, closed{code: protocol.Code(ce.Code), reason: ce.Reason}
-				}
-				if errors.Is(err, io.EOF) || isReset(err) {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err) {
 					return nil, closed{}
 				}
 				return nil, err
 			}
-			if op == ws.OpText || op == ws.OpBinary {
-				payload = b
-				break
+			switch f.Header.OpCode {
+			case ws.OpClose:
+				code, reason := ws.ParseCloseFrameData(f.Payload)
+				return nil, closed{code: protocol.Code(code), reason: reason}
+			case ws.OpText, ws.OpBinary:
+				payload = f.Payload
+			default:
+				continue
 			}
+			break
 		}
 	}
 	var env protocol.Envelope
@@ -217,7 +221,22 @@ func (r *raw) expectDisconnect() (protocol.Code, string) {
 	}
 }
 
-type readWriter struct {
-	io.Reader
-	io.Writer
+func dialTCP(n *servertest.Node) (net.Conn, error) {
+	return net.DialTimeout("tcp", strings.TrimPrefix(n.TCP, "tcp://"), time.Second)
+}
+
+// readWSFrame reads one unmasked server frame, refusing absurd lengths.
+func readWSFrame(br *bufio.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(br)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 1<<24 {
+		return ws.Frame{}, fmt.Errorf("frame of %d bytes", h.Length)
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return ws.Frame{}, err
+	}
+	return ws.Frame{Header: h, Payload: payload}, nil
 }
