@@ -178,10 +178,9 @@ func (sh *shard) handle(it *item) {
 				sub.Pending = append(sub.Pending, it.frame)
 				continue
 			}
-			if it.frame.Offset <= sub.Last {
+			if !advance(sub, it.frame) {
 				continue
 			}
-			sub.Last = it.frame.Offset
 			sh.enqueue(s, it.frame)
 		}
 	case itemAll:
@@ -325,18 +324,33 @@ func (sh *shard) completeSubscribe(s *session.Session, topic string, ack *sessio
 	sub.Last, sub.Epoch = start, epoch
 	sh.enqueue(s, ack)
 	for _, f := range replay {
-		if f.Offset > sub.Last {
-			sub.Last = f.Offset
+		if advance(sub, f) {
 			sh.enqueue(s, f)
 		}
 	}
 	for _, f := range sub.Pending {
-		if f.Offset > sub.Last {
-			sub.Last = f.Offset
+		if advance(sub, f) {
 			sh.enqueue(s, f)
 		}
 	}
 	sub.Pending = nil
+}
+
+// advance reports whether f is new to sub and moves sub's position to it. Within an
+// epoch offsets only grow, so an offset already passed is a duplicate (replay and
+// live delivery overlap at the seam of a recovery). A different epoch means the
+// topic's history restarted at offset 1: its frames are new whatever their offset,
+// and the client learns of the break from the epoch on the message.
+func advance(sub *session.Sub, f *session.Frame) bool {
+	if f.Env != nil && f.Env.Epoch != "" && f.Env.Epoch != sub.Epoch {
+		sub.Epoch, sub.Last = f.Env.Epoch, f.Offset
+		return true
+	}
+	if f.Offset <= sub.Last {
+		return false
+	}
+	sub.Last = f.Offset
+	return true
 }
 
 func (sh *shard) unsubscribe(s *session.Session, topic string) error {
