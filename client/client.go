@@ -233,7 +233,7 @@ func (c *Client) reconnect(drop error) *conn {
 // flight are left to that call, which fails with the old connection.
 func (c *Client) resubscribe(cn *conn) {
 	for _, s := range *c.subs.Load() {
-		if !s.active {
+		if !s.confirmed {
 			continue
 		}
 		s.active = false

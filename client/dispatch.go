@@ -153,7 +153,7 @@ func (c *Client) subscribed(cn *conn, cl *call) {
 	default:
 		s.pos = now
 	}
-	s.active = true
+	s.active, s.confirmed = true, true
 }
 
 // resubscribed ends one resubscription after a reconnect; when it is the last,

@@ -133,6 +133,9 @@ type subscription struct {
 	// Owned by the reader goroutine once registered (Subscribe sets pos before).
 	pos    Position // last position delivered (or asked for with Since)
 	active bool     // the server confirmed it on the current connection
+	// confirmed: the server confirmed it once, so every reconnect renews it, even
+	// when the connection before dropped with the renewal unanswered.
+	confirmed bool
 }
 
 // subMap is an immutable snapshot of the subscriptions, replaced whole under
