@@ -69,12 +69,14 @@ func New(cfg Config, svc *api.Service, stats func() any, reg *prometheus.Registr
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Metrics and profiles reveal enough to need the key too; only the probes stay
+	// open, for orchestrators.
+	mux.HandleFunc("GET /metrics", s.auth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.HandleFunc("/debug/pprof/", s.auth(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", s.auth(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", s.auth(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", s.auth(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", s.auth(pprof.Trace))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }

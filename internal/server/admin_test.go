@@ -116,8 +116,10 @@ func TestAdminAPIKey(t *testing.T) {
 			if st, body := post(t, n.Admin+"/api/publish", `{"topic":"t","data":1}`, c.header); st != c.status {
 				t.Fatalf("publish: %d %s", st, body)
 			}
-			if st, _ := get(t, n.Admin+"/api/stats", c.header); st != c.status {
-				t.Fatalf("stats: %d", st)
+			for _, path := range []string{"/api/stats", "/metrics", "/debug/pprof/"} {
+				if st, _ := get(t, n.Admin+path, c.header); st != c.status {
+					t.Fatalf("%s: %d", path, st)
+				}
 			}
 		})
 	}
