@@ -170,7 +170,7 @@ func (c *Client) run(cn *conn) {
 			c.s.OnDisconnect(err)
 		}
 		var term *terminalError
-		if errors.As(err, &term) {
+		if errors.As(err, &term) || errors.Is(err, protocol.ErrFrameTooLarge) {
 			c.finish(err)
 			return
 		}

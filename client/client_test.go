@@ -66,6 +66,8 @@ func TestLocalAddr(t *testing.T) {
 
 func TestDialFails(t *testing.T) {
 	denying := servertest.Start(t, func(c *config.Config) { c.Gateway.Anonymous = "deny" })
+	full := servertest.Start(t, func(c *config.Config) { c.Gateway.MaxConnections = 1 })
+	dial(t, client.Config{URL: full.TCP}, nil)
 	// A port that was just free: nothing listens there.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,6 +90,9 @@ func TestDialFails(t *testing.T) {
 		{name: "ws refused", cfg: client.Config{URL: "ws://" + deadAddr + "/ws"}},
 		{name: "anonymous denied ws", cfg: client.Config{URL: denying.WS, User: "u"}, code: protocol.DisconnectUnauthorized},
 		{name: "anonymous denied tcp", cfg: client.Config{URL: denying.TCP, User: "u", Codec: protocol.CodecProto}, code: protocol.DisconnectUnauthorized},
+		// Refused before the node knows the codec: in JSON, whatever the client's.
+		{name: "node full ws", cfg: client.Config{URL: full.WS, Codec: protocol.CodecProto}, code: protocol.DisconnectTooManyConns},
+		{name: "node full tcp", cfg: client.Config{URL: full.TCP, Codec: protocol.CodecProto}, code: protocol.DisconnectTooManyConns},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			failed := make(chan error, 1)

@@ -51,8 +51,10 @@ type Config struct {
 	// RequestTimeout bounds a call (Subscribe, Publish, Request, …) whose context has
 	// no deadline. Default 10 s.
 	RequestTimeout time.Duration
-	// MaxFrameSize is the largest frame accepted from the server, in bytes; a larger
-	// one drops the connection. Default 64 KiB.
+	// MaxFrameSize is the largest frame accepted from the server, in bytes. A larger
+	// one ends the client (OnFail, with an error wrapping protocol.ErrFrameTooLarge)
+	// rather than only the connection: a topic message would come back with the
+	// history replayed after the reconnect, and again, without end. Default 64 KiB.
 	MaxFrameSize int
 
 	// MaxRetries is how many redials in a row may fail before the client gives up
@@ -84,7 +86,8 @@ type Config struct {
 	// been answered (resubscribed, or reported to its OnError). Default nil.
 	OnReconnect func()
 	// OnFail is called once when the client stops for good without Close: a terminal
-	// disconnect, reconnecting turned off, or MaxRetries failed redials. Done is
+	// disconnect, a frame over MaxFrameSize, reconnecting turned off, or MaxRetries
+	// failed redials. Done is
 	// closed right after and Err returns the same error. Default nil.
 	OnFail func(err error)
 }

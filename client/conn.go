@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -248,10 +249,19 @@ func (cn *conn) readFrame() ([]byte, protocol.Codec, error) {
 		if cap(p) > cap(cn.rbuf) {
 			cn.rbuf = p[:0]
 		}
+		// A node that refuses the connection before it has read connect does not
+		// know the codec yet and refuses in JSON (docs/protocol.md, 1.2). A
+		// Protobuf envelope never starts with '{'.
+		if len(p) > 0 && p[0] == '{' {
+			return p, protocol.CodecJSON, nil
+		}
 		return p, cn.codec, nil
 	}
 	for {
 		hdr, err := cn.wsr.NextFrame()
+		if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
+			return nil, 0, fmt.Errorf("client: %w: %w", protocol.ErrFrameTooLarge, err)
+		}
 		if err != nil {
 			return nil, 0, err
 		}

@@ -211,55 +211,6 @@ func TestKick(t *testing.T) {
 	})
 }
 
-// TestDrain checks that a draining node's disconnect lets the client reconnect,
-// here to another node (the proxy stands in for a load balancer), where the old
-// topic position means nothing.
-func TestDrain(t *testing.T) {
-	eachVariant(t, func(t *testing.T, v variant) {
-		a := servertest.Start(t, nil)
-		b := servertest.Start(t, nil)
-		p := newProxy(t, hostOf(t, v.url(a)))
-		cfg := v.config(a, p)
-		cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 10*time.Millisecond
-		h := newHooks()
-		c := dial(t, cfg, h)
-		if c.Node() != a.Node() {
-			t.Fatalf("node %q, want %q", c.Node(), a.Node())
-		}
-
-		type gap struct{ since, now client.Position }
-		gaps := make(chan gap, 10)
-		in := newInbox()
-		s, err := c.Subscribe(ctx(t), "room.1", in.handle,
-			client.OnUnrecovered(func(since, now client.Position) { gaps <- gap{since, now} }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		publish(t, a, "room.1", 1)
-		in.expect(t, "room.1", 1, s.Position.Epoch)
-
-		p.retarget(hostOf(t, v.url(b)))
-		if err := a.Shutdown(ctx(t)); err != nil {
-			t.Fatal(err)
-		}
-		err = recv(t, h.disconnects, "disconnect")
-		if perr := wantCode(t, err, protocol.DisconnectShutdown); !perr.Code.Reconnect() {
-			t.Fatalf("shutdown code %d does not allow reconnecting", perr.Code)
-		}
-		recv(t, h.reconnects, "reconnect")
-		if c.Node() != b.Node() {
-			t.Fatalf("reconnected to %q, want %q", c.Node(), b.Node())
-		}
-		g := recv(t, gaps, "OnUnrecovered")
-		if g.since != (client.Position{Offset: 1, Epoch: s.Position.Epoch}) || g.now.Offset != 0 || g.now.Epoch == s.Position.Epoch {
-			t.Fatalf("OnUnrecovered(%+v, %+v)", g.since, g.now)
-		}
-		pos := publish(t, b, "room.1", 1)
-		in.expect(t, "room.1", 1, pos.Epoch)
-		none(t, h.fails, "failure")
-	})
-}
-
 // TestSince checks subscriptions that start from a stored position: replayed
 // when the node still has the history, reported lost when it does not.
 func TestSince(t *testing.T) {
