@@ -35,7 +35,6 @@ func (h *Hub) HandleControl(data []byte) {
 			env.Session = c.Session
 			h.PushSession(c.Session, session.NewFrame(env))
 		} else {
-			env.User = c.User
 			h.PushUser(c.User, session.NewFrame(env))
 		}
 	case broker.ControlKick:

@@ -289,6 +289,10 @@ func (sh *shard) disconnect(s *session.Session, code protocol.Code, reason strin
 	if reason == "" {
 		reason = code.String()
 	}
+	if code == protocol.DisconnectShutdown {
+		// A draining node still delivers what it queued before the stop.
+		sh.scratch, _ = s.FlushNow(sh.scratch)
+	}
 	s.Discard()
 	_ = s.Conn.Write(DisconnectFrame(code, reason).Wire(s.Variant))
 	s.Conn.Close(code, reason, s.Config().WriteTimeout)

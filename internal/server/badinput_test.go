@@ -2,9 +2,14 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/heraldgg/herald/internal/config"
 	"github.com/heraldgg/herald/internal/server"
@@ -122,4 +127,51 @@ func TestBadInputCloses(t *testing.T) {
 	if e := bystander.next(); e.Op != protocol.Op_OP_MSG || e.Offset != pos.Offset {
 		t.Fatalf("bystander: %v", e)
 	}
+}
+
+// TestWebSocketDetails covers WebSocket control frames and the upgrade's origin check.
+func TestWebSocketDetails(t *testing.T) {
+	n := servertest.Start(t, nil)
+	t.Run("ping control frames never hold replies", func(t *testing.T) {
+		r, _ := connect(t, n, variants[0], "")
+		for i := range 50 {
+			if err := wsutil.WriteClientMessage(r.nc, ws.OpPing, []byte("p")); err != nil {
+				t.Fatal(err)
+			}
+			if p := r.call(&protocol.Envelope{Op: protocol.Op_OP_PING}); p.Op != protocol.Op_OP_PONG {
+				t.Fatalf("round %d: %v", i, p)
+			}
+		}
+	})
+	t.Run("client close is echoed", func(t *testing.T) {
+		r, _ := connect(t, n, variants[1], "")
+		if err := wsutil.WriteClientMessage(r.nc, ws.OpClose, ws.NewCloseFrameBody(ws.StatusGoingAway, "bye")); err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := r.expectDisconnect(); code != protocol.Code(ws.StatusGoingAway) {
+			t.Fatalf("close code %d", code)
+		}
+	})
+	t.Run("any origin by default", func(t *testing.T) {
+		d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"https://game.example"}})}
+		c, _, _, err := d.Dial(context.Background(), n.WS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+	t.Run("listed origins only", func(t *testing.T) {
+		n := servertest.Start(t, func(c *config.Config) { c.Transport.AllowedOrigins = []string{"https://game.example"} })
+		ok := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"https://game.example"}})}
+		c, _, _, err := ok.Dial(context.Background(), n.WS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		bad := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"https://evil.example"}})}
+		if c, _, _, err := bad.Dial(context.Background(), n.WS); err == nil {
+			c.Close()
+			t.Fatal("a page of another origin could connect")
+		}
+	})
 }

@@ -75,9 +75,23 @@ func (s *Session) Flush(scratch []byte) ([]byte, error) {
 	if len(s.queue) == 0 || s.closed.Load() {
 		return scratch, nil
 	}
-	if s.Conn.Buffered() > 0 {
+	if s.Conn.Backlogged() {
 		return scratch, nil
 	}
+	return s.write(scratch)
+}
+
+// FlushNow writes everything queued even behind a backlog, for a session about to
+// be closed gracefully: what it was sent before the close still reaches it.
+func (s *Session) FlushNow(scratch []byte) ([]byte, error) {
+	s.Dirty = false
+	if len(s.queue) == 0 {
+		return scratch, nil
+	}
+	return s.write(scratch)
+}
+
+func (s *Session) write(scratch []byte) ([]byte, error) {
 	buf := scratch[:0]
 	for _, f := range s.queue {
 		buf = append(buf, f.Wire(s.Variant)...)

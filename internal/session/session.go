@@ -10,7 +10,12 @@ import (
 // Conn is what a session needs of its connection; *transport.Conn satisfies it.
 type Conn interface {
 	Write(b []byte) error
+	// Buffered is what Write accepted that the kernel has not taken yet.
 	Buffered() int
+	// Backlogged reports a backlog the connection will announce the end of (see
+	// transport.Conn.OnDrained). A write still in progress on another goroutine can
+	// make Buffered briefly non-zero without one.
+	Backlogged() bool
 	Close(code protocol.Code, reason string, linger time.Duration)
 	Abort()
 }

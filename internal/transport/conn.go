@@ -84,6 +84,10 @@ func (c *Conn) Buffered() int {
 	return 0
 }
 
+// Backlogged reports whether a write left bytes for the event loop to send; the
+// OnDrained function runs when they are gone.
+func (c *Conn) Backlogged() bool { return c.backlogged.Load() }
+
 // Write sends whole wire frames (built with AppendFrame) without blocking. What the
 // socket does not take now is copied and sent later. It may be called from any
 // goroutine; each call's bytes stay contiguous on the wire.

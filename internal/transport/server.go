@@ -23,6 +23,12 @@ type Config struct {
 	MaxFrameSize int `koanf:"max_frame_size"`
 	// HandshakeTimeout bounds the HTTP request that upgrades to WebSocket. Default 5s.
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) whose pages may
+	// open a WebSocket; "*" allows any. Herald authenticates in the connect frame, not
+	// with cookies, so any origin is safe for it; restrict it to keep other sites'
+	// pages off your nodes. Requests without an Origin header (non-browser clients)
+	// are always allowed. Default ["*"].
+	AllowedOrigins []string `koanf:"allowed_origins"`
 }
 
 // WithDefaults returns cfg with zero fields set to their documented defaults.
@@ -35,6 +41,9 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.MaxFrameSize <= 0 {
 		cfg.MaxFrameSize = 64 << 10
+	}
+	if cfg.AllowedOrigins == nil {
+		cfg.AllowedOrigins = []string{"*"}
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second

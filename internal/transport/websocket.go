@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/heraldgg/herald/protocol"
 )
 
 // WebSocketServer serves the client port: WebSocket upgrades on Path, everything
@@ -65,9 +68,14 @@ func (s *WebSocketServer) Start() error {
 	})
 	up.SetCloseHandler(func(wsc *websocket.Conn, code int, _ string) {
 		if c, ok := wsc.Session().(*Conn); ok {
-			c.Close(0, "", 0)
+			// Echo the client's code, as RFC 6455 asks; a close without one gets 1000.
+			if code < 1000 || code > 4999 {
+				code = 1000
+			}
+			c.Close(protocol.Code(code), "", 0)
 		}
 	})
+	up.CheckOrigin = s.checkOrigin
 	up.OnMessage(func(wsc *websocket.Conn, mt websocket.MessageType, data []byte) {
 		if c, ok := wsc.Session().(*Conn); ok {
 			s.safely(c, func() { s.handler.Frame(c, mt == websocket.TextMessage, data) })
@@ -146,4 +154,18 @@ func (s *WebSocketServer) Shutdown(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+func (s *WebSocketServer) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, allowed := range s.cfg.AllowedOrigins {
+		if allowed == "*" || strings.EqualFold(allowed, origin) {
+			return true
+		}
+	}
+	s.log.Info("transport: websocket origin refused", "origin", origin, "remote", r.RemoteAddr)
+	return false
 }
