@@ -1,8 +1,10 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -259,7 +261,94 @@ func TestRequest(t *testing.T) {
 		if perr.Reason == "" || reply != nil {
 			t.Fatalf("reply %q, error %v", reply, perr)
 		}
+		// Maps are not served yet either.
+		wantCode(t, c.Move(ctx(t), "world", 1, 2), protocol.CodeNotFound)
 	})
+}
+
+// TestDialInterrupted checks that a Dial whose handshake never completes ends
+// with its context or DialTimeout, and leaves nothing running.
+func TestDialInterrupted(t *testing.T) {
+	n := servertest.Start(t, nil)
+	for _, tc := range []struct {
+		name        string
+		dialTimeout time.Duration
+		ctx         func() (context.Context, context.CancelFunc)
+		want        error
+	}{
+		{
+			name: "cancelled",
+			ctx: func() (context.Context, context.CancelFunc) {
+				c, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(50*time.Millisecond, cancel)
+				return c, cancel
+			},
+			want: context.Canceled,
+		},
+		{
+			name:        "dial timeout",
+			dialTimeout: 50 * time.Millisecond,
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithCancel(context.Background())
+			},
+			want: context.DeadlineExceeded,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachVariant(t, func(t *testing.T, v variant) {
+				p := newProxy(t, hostOf(t, v.url(n)))
+				p.hold()
+				cfg := v.config(n, p)
+				cfg.DialTimeout = tc.dialTimeout
+				dctx, cancel := tc.ctx()
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					c, err := client.Dial(dctx, cfg)
+					if err == nil {
+						c.Close()
+					}
+					done <- err
+				}()
+				if err := recv(t, done, "Dial to give up"); !errors.Is(err, tc.want) {
+					t.Fatalf("Dial: %v, want %v", err, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// TestCrossCodec checks that what one codec publishes reaches the others
+// byte for byte, JSON or not, in one order for all.
+func TestCrossCodec(t *testing.T) {
+	n := servertest.Start(t, nil)
+	const topic = "chat.mixed"
+	inboxes := make([]inbox, len(variants))
+	clients := make([]*client.Client, len(variants))
+	for i, v := range variants {
+		clients[i] = dial(t, v.config(n, nil), nil)
+		inboxes[i] = newInbox()
+		if _, err := clients[i].Subscribe(ctx(t), topic, inboxes[i].handle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sent [][]byte
+	for i, c := range clients {
+		for _, data := range [][]byte{payload(i), {0, 1, 0xfe, 0xff, byte(i)}, []byte(`"text ünïcode"`)} {
+			if _, err := c.Publish(ctx(t), topic, data); err != nil {
+				t.Fatalf("%s publish %q: %v", variants[i].name, data, err)
+			}
+			sent = append(sent, data)
+		}
+	}
+	for i, in := range inboxes {
+		for j, want := range sent {
+			m := recv(t, in, fmt.Sprintf("%s message %d", variants[i].name, j+1))
+			if m.Offset != uint64(j+1) || !bytes.Equal(m.Data, want) {
+				t.Fatalf("%s: message %d is offset %d %q, want %q", variants[i].name, j+1, m.Offset, m.Data, want)
+			}
+		}
+	}
 }
 
 // TestRequestGivesUp checks that a call whose answer does not come returns when
@@ -364,7 +453,9 @@ func TestHeartbeat(t *testing.T) {
 // 1.5 intervals drops the connection itself and reconnects.
 func TestHeartbeatTimeout(t *testing.T) {
 	n := servertest.Start(t, func(c *config.Config) {
-		c.Gateway.HeartbeatInterval = 200 * time.Millisecond
+		// Long enough that the client's pings, every interval, reach the node well
+		// within its 1.5: only the client may give up here.
+		c.Gateway.HeartbeatInterval = 400 * time.Millisecond
 		c.Hub.SweepInterval = 20 * time.Millisecond
 	})
 	eachVariant(t, func(t *testing.T, v variant) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,11 @@ func (cn *conn) handshake(ctx context.Context) error {
 	err := cn.connect(ctx)
 	if !stop() || ctx.Err() != nil {
 		return fmt.Errorf("client: connect handshake: %w", ctx.Err())
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The socket's deadline is ctx's, but its timer can fire a moment before
+		// ctx's: report the same error either way.
+		return fmt.Errorf("client: connect handshake: %w: %w", context.DeadlineExceeded, err)
 	}
 	if err != nil {
 		return err
