@@ -39,12 +39,16 @@ type shard struct {
 	hub *Hub
 	id  int
 
-	// The inbox: producers append under mu; the worker swaps the slice out whole,
-	// so one lock round trip moves a whole batch.
-	mu    sync.Mutex
-	inbox []item
-	full  *sync.Cond // producers wait on it while the inbox is at InboxSize
-	wake  chan struct{}
+	// The inbox is a lock-free ring. When it is full, publishers wait (that is the
+	// back-pressure) while work that must not wait — commands and flushes, which
+	// the event loops and the worker itself queue — spills into overflow; while
+	// anything has spilled, everything spills, so each producer's order holds.
+	in       *ring[item]
+	spilled  atomic.Bool
+	mu       sync.Mutex
+	overflow []item     // Guarded by mu.
+	roomy    *sync.Cond // on mu: broadcast when the worker has made room
+	wake     chan struct{}
 
 	// Owned by the worker.
 	sessions map[*session.Session]struct{}
@@ -66,7 +70,8 @@ func newShard(h *Hub, id int) *shard {
 		sessions: make(map[*session.Session]struct{}),
 		topics:   make(map[string]map[*session.Session]struct{}),
 		users:    make(map[string]map[*session.Session]struct{})}
-	sh.full = sync.NewCond(&sh.mu)
+	sh.in = newRing[item](h.cfg.InboxSize)
+	sh.roomy = sync.NewCond(&sh.mu)
 	return sh
 }
 
@@ -80,19 +85,23 @@ func (sh *shard) wakeUp() {
 // deliver queues a message item, waiting while the inbox is full: that is the
 // back-pressure that slows publishers down to what the shards can deliver.
 func (sh *shard) deliver(it item) {
-	sh.mu.Lock()
-	for len(sh.inbox) >= sh.hub.cfg.InboxSize {
-		select {
-		case <-sh.hub.stop:
-			sh.mu.Unlock()
+	for {
+		if !sh.spilled.Load() && sh.in.push(it) {
+			sh.wakeUp()
 			return
-		default:
 		}
-		sh.full.Wait()
+		sh.mu.Lock()
+		for sh.spilled.Load() || sh.in.len() > int(sh.in.mask) {
+			select {
+			case <-sh.hub.stop:
+				sh.mu.Unlock()
+				return
+			default:
+			}
+			sh.roomy.Wait()
+		}
+		sh.mu.Unlock()
 	}
-	sh.inbox = append(sh.inbox, it)
-	sh.mu.Unlock()
-	sh.wakeUp()
 }
 
 // command queues work that must run on the worker; it never waits for room, so the
@@ -102,8 +111,13 @@ func (sh *shard) command(fn func(*shard)) { sh.push(item{kind: itemCommand, fn: 
 func (sh *shard) flushLater(s *session.Session) { sh.push(item{kind: itemFlush, sess: s}) }
 
 func (sh *shard) push(it item) {
+	if !sh.spilled.Load() && sh.in.push(it) {
+		sh.wakeUp()
+		return
+	}
 	sh.mu.Lock()
-	sh.inbox = append(sh.inbox, it)
+	sh.overflow = append(sh.overflow, it)
+	sh.spilled.Store(true)
 	sh.mu.Unlock()
 	sh.wakeUp()
 }
@@ -129,7 +143,7 @@ func (sh *shard) run() {
 		select {
 		case <-sh.hub.stop:
 			sh.mu.Lock()
-			sh.full.Broadcast()
+			sh.roomy.Broadcast()
 			sh.mu.Unlock()
 			return
 		case <-sh.wake:
@@ -143,20 +157,35 @@ func (sh *shard) run() {
 // drain processes everything in the inbox, then flushes each touched session once.
 func (sh *shard) drain() {
 	for {
-		sh.mu.Lock()
-		batch := sh.inbox
-		sh.inbox = sh.batch[:0]
-		sh.full.Broadcast()
-		sh.mu.Unlock()
-		if len(batch) == 0 {
+		n := 0
+		for {
+			it, ok := sh.in.pop()
+			if !ok {
+				break
+			}
+			sh.handle(&it)
+			n++
+		}
+		if sh.spilled.Load() {
+			sh.mu.Lock()
+			batch := sh.overflow
+			sh.overflow = sh.batch[:0]
+			sh.spilled.Store(false)
+			sh.roomy.Broadcast()
+			sh.mu.Unlock()
+			for i := range batch {
+				sh.handle(&batch[i])
+				batch[i] = item{}
+			}
 			sh.batch = batch
+			continue
+		}
+		if n == 0 {
 			break
 		}
-		for i := range batch {
-			sh.handle(&batch[i])
-			batch[i] = item{}
-		}
-		sh.batch = batch
+		sh.mu.Lock()
+		sh.roomy.Broadcast()
+		sh.mu.Unlock()
 	}
 	sh.flush()
 }
