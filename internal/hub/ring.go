@@ -64,7 +64,7 @@ func (r *ring[T]) pop() (T, bool) {
 		return zero, false
 	}
 	v := s.val
-	s.val = zero // drop references for the garbage collector
+	s.val = zero                  // drop references for the garbage collector
 	s.seq.Store(pos + r.mask + 1) // hands the slot back to producers
 	r.head.Store(pos + 1)
 	return v, true
