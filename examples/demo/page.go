@@ -1,5 +1,7 @@
 // Package demo holds Herald's built-in demo: a browser page served on the client
-// port of a node started with the defaults.
+// port of a node started with the defaults, and a game service (NewService) that
+// the node runs in-process and routes "demo.*" to. The service is written with
+// the public service SDK only, as an example of what a game team writes.
 package demo
 
 import (

@@ -1,16 +1,22 @@
 // Package api is Herald's server API for game services and operators: publish to a
-// topic, broadcast to everyone, push to a user or a session, kick. The admin HTTP
-// API and the gRPC server API are two doors to this one implementation, so they
-// always behave the same.
+// topic, broadcast to everyone, push to a user or a session, subscribe a session to
+// a topic and back, kick. The admin HTTP API (package admin) and the gRPC
+// ServerAPI of protocol/backend.proto (GRPC, in this package) are two doors to
+// this one implementation, so they always behave the same.
 //
-// Every fan-out goes through the broker, so on a cluster each node delivers to its
-// own sessions.
+// Every fan-out and every instruction to a session goes through the broker, so on
+// a cluster each node acts on its own sessions.
+//
+// Region broadcast and positions (BroadcastRegion, SetPosition) need maps in the
+// hub, which this build does not have: the gRPC server answers them Unimplemented.
 package api
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/heraldgg/herald/internal/broker"
 	"github.com/heraldgg/herald/protocol"
@@ -36,13 +42,18 @@ func New(b Broker, maxTopic, maxData int) *Service {
 
 // Publish appends data to topic and delivers it to its subscribers on every node.
 func (s *Service) Publish(ctx context.Context, topic string, data []byte) (broker.Position, error) {
+	return s.PublishAs(ctx, topic, "", data)
+}
+
+// PublishAs is Publish with user recorded as the publisher, shown to subscribers.
+func (s *Service) PublishAs(ctx context.Context, topic, user string, data []byte) (broker.Position, error) {
 	if topic == "" || len(topic) > s.maxTopic {
 		return broker.Position{}, protocol.Errorf(protocol.CodeBadTopic, "topic must be 1 to %d bytes", s.maxTopic)
 	}
 	if err := s.checkData(data); err != nil {
 		return broker.Position{}, err
 	}
-	pos, err := s.broker.Publish(ctx, topic, data, broker.PublishOptions{})
+	pos, err := s.broker.Publish(ctx, topic, data, broker.PublishOptions{User: user})
 	if err != nil {
 		return broker.Position{}, unavailable(err)
 	}
@@ -74,6 +85,39 @@ func (s *Service) Kick(ctx context.Context, user, session, reason string) error 
 		return protocol.Errorf(protocol.CodeBadRequest, "give exactly one of user and session")
 	}
 	return s.control(ctx, &broker.Control{Kind: broker.ControlKick, User: user, Session: session, Reason: reason})
+}
+
+// Subscribe subscribes every connection of user, or the one session, to topic, as
+// if the client had sent sub; the client receives a subscribed frame with id 0.
+// Subscribing a session already subscribed is not an error.
+func (s *Service) Subscribe(ctx context.Context, user, session, topic string) error {
+	return s.subscription(ctx, broker.ControlSubscribe, user, session, topic)
+}
+
+// Unsubscribe undoes Subscribe (or the client's own sub); the client receives an
+// unsubscribed frame with id 0.
+func (s *Service) Unsubscribe(ctx context.Context, user, session, topic string) error {
+	return s.subscription(ctx, broker.ControlUnsub, user, session, topic)
+}
+
+func (s *Service) subscription(ctx context.Context, kind broker.ControlKind, user, session, topic string) error {
+	if (user == "") == (session == "") {
+		return protocol.Errorf(protocol.CodeBadRequest, "give exactly one of user and session")
+	}
+	if err := s.checkTopic(topic); err != nil {
+		return err
+	}
+	return s.control(ctx, &broker.Control{Kind: kind, User: user, Session: session, Topic: topic})
+}
+
+// checkTopic applies the rule clients' topics follow (see the gateway): UTF-8
+// without spaces or control characters, 1 to maxTopic bytes.
+func (s *Service) checkTopic(topic string) error {
+	if topic == "" || len(topic) > s.maxTopic || !utf8.ValidString(topic) ||
+		strings.ContainsFunc(topic, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return protocol.Errorf(protocol.CodeBadTopic, "topic must be 1 to %d bytes of UTF-8 without spaces or control characters", s.maxTopic)
+	}
+	return nil
 }
 
 func (s *Service) checkData(data []byte) error {

@@ -123,6 +123,8 @@ const (
 	ControlPush      ControlKind = "push"      // deliver to a user's or a session's connections
 	ControlRegion    ControlKind = "region"    // deliver to sessions within an area of a map
 	ControlKick      ControlKind = "kick"      // disconnect a user's or a session's connections
+	ControlSubscribe ControlKind = "sub"       // subscribe a user's or a session's connections to Topic
+	ControlUnsub     ControlKind = "unsub"     // undo ControlSubscribe
 )
 
 // Control is a cluster-wide instruction carried by Broadcast or SendNode.
@@ -138,6 +140,8 @@ type Control struct {
 	W       float64 `json:"w,omitempty"`
 	H       float64 `json:"h,omitempty"`
 	Exclude string  `json:"e,omitempty"`
+	// Topic of a subscribe or unsubscribe.
+	Topic string `json:"t,omitempty"`
 	// Reason for a kick.
 	Reason string `json:"why,omitempty"`
 	Data   []byte `json:"d,omitempty"`

@@ -25,6 +25,7 @@ import (
 	"github.com/heraldgg/herald/internal/discovery/static"
 	"github.com/heraldgg/herald/internal/gateway"
 	"github.com/heraldgg/herald/internal/hub"
+	"github.com/heraldgg/herald/internal/router"
 	"github.com/heraldgg/herald/internal/session"
 	"github.com/heraldgg/herald/internal/transport"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	Broker Broker `koanf:"broker"`
 	// Discovery picks and tunes where game service instances are found.
 	Discovery Discovery `koanf:"discovery"`
+	// Router sends client requests (req, route "service.method") to game services:
+	// which services exist, how each is balanced, protected and reached.
+	Router router.Config `koanf:"router"`
 }
 
 // Listen holds the node's addresses.
@@ -73,6 +77,16 @@ type Listen struct {
 	Admin string `koanf:"admin"`
 	// DemoPage serves the browser demo page at "/" of the client port. Default true.
 	DemoPage *bool `koanf:"demo_page"`
+	// GRPC is the address of the gRPC server API that game services call to push,
+	// publish, broadcast, subscribe sessions and kick; "off" disables it. It binds to
+	// loopback by default; set admin.api_key (required as "authorization: Bearer
+	// <key>" metadata) before exposing it. Default "127.0.0.1:7071".
+	GRPC string `koanf:"grpc"`
+	// DemoService is where the built-in demo game service (examples/demo) listens for
+	// gRPC. The node runs it in-process, registers it in discovery and routes
+	// "demo.*" to it (unless router.services names "demo" itself); "off" disables
+	// it. Default "127.0.0.1:0", a free loopback port.
+	DemoService string `koanf:"demo_service"`
 }
 
 // Log sets logging.
@@ -120,6 +134,8 @@ func Default() Config {
 			TCP:           ":7001",
 			Admin:         "127.0.0.1:7070",
 			DemoPage:      &demo,
+			GRPC:          "127.0.0.1:7071",
+			DemoService:   "127.0.0.1:0",
 		},
 		Log:       Log{Level: "info", Format: "text"},
 		Drain:     Drain{Timeout: 10 * time.Second},
@@ -151,6 +167,8 @@ func (c Config) Validate() error {
 	checkAddr("listen.client", c.Listen.Client, false)
 	checkAddr("listen.tcp", c.Listen.TCP, true)
 	checkAddr("listen.admin", c.Listen.Admin, true)
+	checkAddr("listen.grpc", c.Listen.GRPC, true)
+	checkAddr("listen.demo_service", c.Listen.DemoService, true)
 	if !strings.HasPrefix(c.Listen.WebSocketPath, "/") || c.Listen.WebSocketPath == "/" {
 		bad("listen.websocket_path", "%q must start with / and not be / itself (the demo page lives there)", c.Listen.WebSocketPath)
 	}
@@ -180,6 +198,14 @@ func (c Config) Validate() error {
 	}
 	if c.Discovery.Kind != "static" && c.Discovery.Kind != "etcd" {
 		bad("discovery.kind", "%q is neither static nor etcd", c.Discovery.Kind)
+	}
+	if c.Discovery.Kind == "etcd" {
+		if err := c.Discovery.Etcd.Validate(); err != nil {
+			bad("discovery.etcd", "%v", err)
+		}
+	}
+	if err := c.Router.Validate(); err != nil {
+		bad("router", "%v", err)
 	}
 	return errors.Join(errs...)
 }

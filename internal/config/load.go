@@ -110,6 +110,12 @@ func (c *Config) applyDefaults() {
 	if c.Listen.Admin == "" {
 		c.Listen.Admin = d.Listen.Admin
 	}
+	if c.Listen.GRPC == "" {
+		c.Listen.GRPC = d.Listen.GRPC
+	}
+	if c.Listen.DemoService == "" {
+		c.Listen.DemoService = d.Listen.DemoService
+	}
 	if c.Listen.DemoPage == nil {
 		c.Listen.DemoPage = d.Listen.DemoPage
 	}

@@ -23,7 +23,7 @@ func (g *Gateway) dispatch(cl *client, s *session.Session, env *protocol.Envelop
 	case protocol.Op_OP_PUB:
 		g.publish(cl, s, env)
 	case protocol.Op_OP_REQ:
-		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeNotFound, "no route %q on this node", env.Route))
+		g.request(cl, s, env)
 	case protocol.Op_OP_MOVE:
 		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeNotFound, "no map %q on this node", env.Map))
 	case protocol.Op_OP_CONNECT:
@@ -55,22 +55,30 @@ func (g *Gateway) subscribe(cl *client, s *session.Session, env *protocol.Envelo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
 	defer cancel()
-	if err := g.hub.Subscribe(ctx, s, env.Topic); err != nil {
-		g.replyErr(cl, s, s.Codec, env.Id, hubError(err, env.Topic))
-		return
-	}
-	req := broker.HistoryRequest{}
+	var since *broker.Position
 	if env.Since != nil {
-		req.Since = &broker.Position{Offset: env.Since.Offset, Epoch: env.Since.Epoch}
+		since = &broker.Position{Offset: env.Since.Offset, Epoch: env.Since.Epoch}
 	}
-	hist, err := g.broker.History(ctx, env.Topic, req)
+	if err := g.subscribeSession(ctx, s, env.Topic, env.Id, since); err != nil {
+		g.replyErr(cl, s, s.Codec, env.Id, err)
+	}
+}
+
+// subscribeSession subscribes s to topic and queues the subscribed frame
+// (answering id) and, when since is given and recoverable, the publications
+// after it. It returns the error to answer with, having queued nothing.
+func (g *Gateway) subscribeSession(ctx context.Context, s *session.Session, topic string, id uint64, since *broker.Position) error {
+	if err := g.hub.Subscribe(ctx, s, topic); err != nil {
+		return hubError(err, topic)
+	}
+	req := broker.HistoryRequest{Since: since}
+	hist, err := g.broker.History(ctx, topic, req)
 	if err != nil {
-		_ = g.hub.Unsubscribe(context.Background(), s, env.Topic)
-		g.log.Warn("gateway: history unavailable", "topic", env.Topic, "err", err)
-		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeUnavailable, "topic history unavailable"))
-		return
+		_ = g.hub.Unsubscribe(context.Background(), s, topic)
+		g.log.Warn("gateway: history unavailable", "topic", topic, "err", err)
+		return protocol.Errorf(protocol.CodeUnavailable, "topic history unavailable")
 	}
-	ack := &protocol.Envelope{Op: protocol.Op_OP_SUBSCRIBED, Id: env.Id, Topic: env.Topic,
+	ack := &protocol.Envelope{Op: protocol.Op_OP_SUBSCRIBED, Id: id, Topic: topic,
 		Offset: hist.Position.Offset, Epoch: hist.Position.Epoch}
 	start := hist.Position.Offset
 	var replay []*session.Frame
@@ -87,7 +95,8 @@ func (g *Gateway) subscribe(cl *client, s *session.Session, env *protocol.Envelo
 			}
 		}
 	}
-	g.hub.CompleteSubscribe(s, env.Topic, session.NewFrame(ack), replay, start, hist.Position.Epoch)
+	g.hub.CompleteSubscribe(s, topic, session.NewFrame(ack), replay, start, hist.Position.Epoch)
+	return nil
 }
 
 func (g *Gateway) unsubscribe(cl *client, s *session.Session, env *protocol.Envelope) {
@@ -103,7 +112,8 @@ func (g *Gateway) unsubscribe(cl *client, s *session.Session, env *protocol.Enve
 // CanPublish reports whether clients may publish to topic.
 func (g *Gateway) CanPublish(topic string) bool {
 	for _, p := range g.cfg.ClientPublish {
-		if hub.MatchTopic(p, topic) {
+		// "none" is the documented way to forbid everything, not a topic name.
+		if p != "none" && hub.MatchTopic(p, topic) {
 			return true
 		}
 	}

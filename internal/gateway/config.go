@@ -30,7 +30,11 @@ type Config struct {
 	// MessageBurst is how many frames a client may send at once above the rate. Default 200.
 	MessageBurst int `koanf:"message_burst"`
 	// RequestTimeout bounds broker calls made for one client request. Default 5s.
+	// (A req to a game service is bounded by its route's timeout instead.)
 	RequestTimeout time.Duration `koanf:"request_timeout"`
+	// MaxRequests caps the reqs one connection may have waiting for game
+	// services; past it a req is answered "limit exceeded" at once. Default 64.
+	MaxRequests int `koanf:"max_requests"`
 }
 
 // WithDefaults fills zero fields.
@@ -64,6 +68,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
+	}
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = 64
 	}
 	return c
 }

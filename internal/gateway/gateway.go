@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldgg/herald/internal/broker"
 	"github.com/heraldgg/herald/internal/hub"
+	"github.com/heraldgg/herald/internal/router"
 	"github.com/heraldgg/herald/internal/session"
 	"github.com/heraldgg/herald/internal/transport"
 	"github.com/heraldgg/herald/protocol"
@@ -36,6 +37,10 @@ type Gateway struct {
 	hub     *hub.Hub
 	broker  Broker
 	log     *slog.Logger
+	router  Router  // nil: no routes
+	events  *events // nil: no service wants session events
+
+	bg sync.WaitGroup // server subscribes in progress
 
 	nextNum  atomic.Uint64
 	draining atomic.Bool
@@ -45,15 +50,24 @@ type Gateway struct {
 	perIP map[string]int // Guarded by ipMu.
 
 	// Counters for stats and metrics.
-	framesIn  atomic.Uint64
-	badFrames atomic.Uint64
-	published atomic.Uint64
+	framesIn      atomic.Uint64
+	badFrames     atomic.Uint64
+	published     atomic.Uint64
+	eventsDropped atomic.Uint64
 }
 
-// New builds a gateway for the node named node.
-func New(cfg Config, sessCfg session.Config, node string, h *hub.Hub, b Broker, log *slog.Logger) *Gateway {
-	return &Gateway{cfg: cfg.WithDefaults(), sessCfg: sessCfg.WithDefaults(), node: node, hub: h,
+// New builds a gateway for the node named node. With a router that wants
+// session events it starts their workers; Close stops them.
+func New(cfg Config, sessCfg session.Config, node string, h *hub.Hub, b Broker, log *slog.Logger, opts ...Option) *Gateway {
+	g := &Gateway{cfg: cfg.WithDefaults(), sessCfg: sessCfg.WithDefaults(), node: node, hub: h,
 		broker: b, log: log, perIP: make(map[string]int)}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.router != nil && g.router.WantsSessionEvents() {
+		g.events = startEvents(g.router)
+	}
+	return g
 }
 
 var _ transport.Handler = (*Gateway)(nil)
@@ -63,6 +77,9 @@ type client struct {
 	conn    *transport.Conn
 	ip      string
 	limiter *rate.Limiter
+	// requests counts reqs waiting for a game service; their goroutines
+	// decrement it.
+	requests atomic.Int32
 
 	mu      sync.Mutex // guards sess and the connect deadline against the timer
 	sess    *session.Session
@@ -161,6 +178,8 @@ func (g *Gateway) Closed(c *transport.Conn, err error) {
 	if s != nil {
 		s.MarkClosed()
 		g.hub.Remove(s)
+		g.sessionEvent(router.SessionEvent{Type: protocol.SessionEventType_SESSION_EVENT_DISCONNECTED,
+			Session: s.ID, User: s.User, Reason: closeReason(err)})
 	}
 	if err != nil {
 		g.log.Info("gateway: connection closed", "remote", c.RemoteAddr(), "err", err)
@@ -311,6 +330,7 @@ func (g *Gateway) handshake(cl *client, codec protocol.Codec, env *protocol.Enve
 	// Through the shard, so that nothing the session receives can overtake it.
 	g.hub.Send(s, session.NewFrame(&protocol.Envelope{Op: protocol.Op_OP_CONNECTED, Id: env.Id,
 		Session: s.ID, Node: g.node, User: s.User, HeartbeatMs: uint32(g.cfg.HeartbeatInterval / time.Millisecond)}))
+	g.sessionEvent(router.SessionEvent{Type: protocol.SessionEventType_SESSION_EVENT_CONNECTED, Session: s.ID, User: s.User})
 	g.log.Debug("gateway: connected", "session", s.ID, "user", s.User, "remote", cl.conn.RemoteAddr(),
 		"transport", cl.conn.Kind(), "codec", codec)
 }
@@ -341,10 +361,12 @@ type Stats struct {
 	FramesIn    uint64
 	BadFrames   uint64
 	Published   uint64
+	// EventsDropped counts session events not sent because their queue was full.
+	EventsDropped uint64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	return Stats{Connections: uint64(max(g.conns.Load(), 0)), FramesIn: g.framesIn.Load(),
-		BadFrames: g.badFrames.Load(), Published: g.published.Load()}
+		BadFrames: g.badFrames.Load(), Published: g.published.Load(), EventsDropped: g.eventsDropped.Load()}
 }

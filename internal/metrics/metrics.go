@@ -20,6 +20,7 @@ type Snapshot struct {
 	SlowConsumers float64 // sessions disconnected as slow consumers
 	Dropped       float64 // lossy frames dropped
 	Conflated     float64 // frames replaced by a newer one of the same entity
+	EventsDropped float64 // session events not sent to game services (queue full)
 }
 
 type collector struct {
@@ -42,6 +43,7 @@ var specs = []struct {
 	{"herald_slow_consumers_total", "Sessions disconnected because they did not read fast enough.", true, func(s Snapshot) float64 { return s.SlowConsumers }},
 	{"herald_dropped_total", "Frames dropped from lossy topics' full queues.", true, func(s Snapshot) float64 { return s.Dropped }},
 	{"herald_conflated_total", "Queued frames replaced by a newer update of the same entity.", true, func(s Snapshot) float64 { return s.Conflated }},
+	{"herald_session_events_dropped_total", "Session connect and disconnect events not sent to game services because too many were waiting.", true, func(s Snapshot) float64 { return s.EventsDropped }},
 }
 
 // NewRegistry returns a registry holding Go runtime and process metrics and the

@@ -204,6 +204,11 @@ func (r *Router) Notify(ctx context.Context, req Request) error {
 	return err
 }
 
+// WantsSessionEvents reports whether any service is configured with
+// session_events, so a caller can skip building and queueing events nobody
+// receives.
+func (r *Router) WantsSessionEvents() bool { return len(r.events) > 0 }
+
 // SessionEvent tells every service configured with session_events about ev,
 // in parallel, each through its balancer keyed like the session's requests. It
 // returns when all have answered or timed out, with their errors joined.

@@ -1,5 +1,6 @@
 // Package server builds one Herald node from its configuration and runs it: the
-// broker, the hub, the gateway, the client listeners and the admin API, started in
+// broker, the hub, discovery and the router, the gateway, the client listeners,
+// the admin API, the gRPC server API and the built-in demo service, started in
 // dependency order and stopped in reverse, with a graceful drain in between.
 package server
 
@@ -13,17 +14,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldgg/herald/examples/demo"
 	"github.com/heraldgg/herald/internal/admin"
 	"github.com/heraldgg/herald/internal/api"
 	"github.com/heraldgg/herald/internal/broker"
 	"github.com/heraldgg/herald/internal/broker/memory"
 	"github.com/heraldgg/herald/internal/config"
+	"github.com/heraldgg/herald/internal/discovery"
 	"github.com/heraldgg/herald/internal/gateway"
 	"github.com/heraldgg/herald/internal/hub"
 	"github.com/heraldgg/herald/internal/metrics"
+	"github.com/heraldgg/herald/internal/router"
 	"github.com/heraldgg/herald/internal/transport"
 	"github.com/heraldgg/herald/protocol"
+	"github.com/heraldgg/herald/service"
 )
 
 // Server is one Herald node.
@@ -38,6 +44,16 @@ type Server struct {
 	ws     *transport.WebSocketServer
 	tcp    *transport.TCPServer
 	admin  *admin.Server
+
+	reg     discovery.Registry
+	router  *router.Router
+	grpcAPI *api.GRPC // nil when listen.grpc is off
+	metrics *prometheus.Registry
+
+	// Set by Start, used by stop.
+	demo           *service.Service // nil when listen.demo_service is off
+	stopDemo       func()
+	deregisterNode func(context.Context)
 
 	stopOnce sync.Once
 	stopErr  error
@@ -56,8 +72,17 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.broker = b
+	s.metrics = metrics.NewRegistry(cfg.Node, s.metricsSnapshot)
+	if s.reg, err = newRegistry(cfg, log); err != nil {
+		return nil, err
+	}
+	if s.router, err = newRouter(cfg, s.reg, metrics.NewRouter(s.metrics, cfg.Node), log); err != nil {
+		_ = s.reg.Close()
+		return nil, err
+	}
 	s.hub = hub.New(cfg.Hub, b, cfg.Gateway.HeartbeatTimeout(), log.With("component", "hub"))
-	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"))
+	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"),
+		gateway.WithRouter(s.router))
 
 	var page http.Handler
 	if cfg.Listen.DemoPage != nil && *cfg.Listen.DemoPage {
@@ -67,10 +92,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.Listen.TCP != "off" {
 		s.tcp = transport.NewTCP(cfg.Transport, cfg.Listen.TCP, s.gw, log.With("component", "tcp"))
 	}
+	// One Service behind both doors, so the HTTP and gRPC APIs cannot drift apart.
+	svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize)
 	if cfg.Listen.Admin != "off" {
-		svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize)
-		reg := metrics.NewRegistry(cfg.Node, s.metricsSnapshot)
-		s.admin = admin.New(cfg.Admin, svc, func() any { return s.Stats() }, reg, log.With("component", "admin"))
+		s.admin = admin.New(cfg.Admin, svc, func() any { return s.Stats() }, s.metrics, log.With("component", "admin"))
+	}
+	if cfg.Listen.GRPC != "off" {
+		s.grpcAPI = api.NewGRPC(svc, cfg.Admin.APIKey, log.With("component", "api"))
 	}
 	return s, nil
 }
@@ -91,7 +119,7 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker.Broker, error) {
 // started is stopped again.
 func (s *Server) Start(ctx context.Context) (err error) {
 	s.started = time.Now()
-	if err := s.broker.Start(ctx, s.hub); err != nil {
+	if err := s.broker.Start(ctx, nodeHandler{Hub: s.hub, gw: s.gw}); err != nil {
 		return fmt.Errorf("server: start broker: %w", err)
 	}
 	s.hub.Start()
@@ -100,6 +128,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			_ = s.stop(context.Background())
 		}
 	}()
+	if s.grpcAPI != nil {
+		if err := s.grpcAPI.Start(s.cfg.Listen.GRPC); err != nil {
+			return fmt.Errorf("server: grpc listener: %w", err)
+		}
+	}
+	if demoOn(s.cfg) {
+		if err := s.startDemo(); err != nil {
+			return err
+		}
+	}
+	if err := s.router.Start(context.Background()); err != nil {
+		return fmt.Errorf("server: router: %w", err)
+	}
 	if s.admin != nil {
 		if err := s.admin.Start(s.cfg.Listen.Admin); err != nil {
 			return fmt.Errorf("server: admin listener: %w", err)
@@ -113,15 +154,23 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("server: tcp listener: %w", err)
 		}
 	}
+	s.registerNode()
 	if s.admin != nil {
 		s.admin.SetReady(true)
 	}
-	attrs := []any{"client", s.ws.Addr().String(), "websocket_path", s.cfg.Listen.WebSocketPath, "broker", s.cfg.Broker.URL}
+	attrs := []any{"client", s.ws.Addr().String(), "websocket_path", s.cfg.Listen.WebSocketPath, "broker", s.cfg.Broker.URL,
+		"discovery", s.cfg.Discovery.Kind, "routes", s.router.Services()}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp", s.tcp.Addr().String())
 	}
 	if s.admin != nil {
 		attrs = append(attrs, "admin", s.admin.Addr().String())
+	}
+	if s.grpcAPI != nil {
+		attrs = append(attrs, "grpc", s.grpcAPI.Addr().String())
+	}
+	if s.demo != nil {
+		attrs = append(attrs, "demo_service", s.demo.Addr().String())
 	}
 	s.log.Info("herald node serving", attrs...)
 	return nil
@@ -152,6 +201,10 @@ func (s *Server) stop(ctx context.Context) error {
 		if s.admin != nil {
 			s.admin.SetReady(false)
 		}
+		// Leave discovery first, so nothing new is sent this way while draining.
+		if s.deregisterNode != nil {
+			s.deregisterNode(ctx)
+		}
 		s.ws.StopAccepting()
 		if s.tcp != nil {
 			s.tcp.StopAccepting()
@@ -174,6 +227,23 @@ func (s *Server) stop(ctx context.Context) error {
 			if err := s.tcp.Shutdown(closeCtx); err != nil {
 				errs = append(errs, fmt.Errorf("tcp: %w", err))
 			}
+		}
+		// Requests still in flight have answered or timed out by now: the
+		// router, the demo service and the server API are done with.
+		s.gw.Close()
+		if err := s.router.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("router: %w", err))
+		}
+		if s.stopDemo != nil {
+			s.stopDemo()
+		}
+		if s.grpcAPI != nil {
+			if err := s.grpcAPI.Shutdown(closeCtx); err != nil {
+				errs = append(errs, fmt.Errorf("grpc: %w", err))
+			}
+		}
+		if err := s.reg.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("discovery: %w", err))
 		}
 		s.hub.Close()
 		if err := s.broker.Close(); err != nil && !errors.Is(err, broker.ErrClosed) {
@@ -225,3 +295,23 @@ func (s *Server) AdminAddr() net.Addr {
 
 // Node is this node's name.
 func (s *Server) Node() string { return s.cfg.Node }
+
+// GRPCAddr is the bound gRPC server API address, nil when it is off.
+func (s *Server) GRPCAddr() net.Addr {
+	if s.grpcAPI == nil {
+		return nil
+	}
+	return s.grpcAPI.Addr()
+}
+
+// DemoAddr is the bound address of the built-in demo service, nil when it is off
+// or before Start.
+func (s *Server) DemoAddr() net.Addr {
+	if s.demo == nil {
+		return nil
+	}
+	return s.demo.Addr()
+}
+
+// Router is the node's router, for tests and operators' tools.
+func (s *Server) Router() *router.Router { return s.router }

@@ -83,6 +83,7 @@ func (s *Server) metricsSnapshot() heraldmetrics.Snapshot {
 		SlowConsumers: float64(hs.SlowConsumer),
 		Dropped:       float64(hs.Dropped),
 		Conflated:     float64(hs.Conflated),
+		EventsDropped: float64(gs.EventsDropped),
 	}
 }
 

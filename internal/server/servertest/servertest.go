@@ -25,16 +25,19 @@ type Node struct {
 	// WS is the WebSocket URL (ws://127.0.0.1:port/ws), TCP the raw TCP URL
 	// (tcp://127.0.0.1:port), Admin the admin base URL (http://127.0.0.1:port).
 	WS, TCP, Admin string
+	// GRPC is the gRPC server API address (127.0.0.1:port), "" when it is off.
+	GRPC string
 }
 
 // Config returns the configuration Start uses before mutate: loopback listeners on
-// free ports and a short drain.
+// free ports (the built-in demo service included) and a short drain.
 func Config(t testing.TB) config.Config {
 	t.Helper()
 	cfg, err := config.Load(config.Sources{Environ: []string{}, Overrides: map[string]any{
 		"listen.client": "127.0.0.1:0",
 		"listen.tcp":    "127.0.0.1:0",
 		"listen.admin":  "127.0.0.1:0",
+		"listen.grpc":   "127.0.0.1:0",
 		"drain.timeout": "3s",
 	}})
 	if err != nil {
@@ -72,6 +75,9 @@ func Start(t testing.TB, mutate func(*config.Config)) *Node {
 	}
 	if a := srv.AdminAddr(); a != nil {
 		n.Admin = "http://" + a.String()
+	}
+	if a := srv.GRPCAddr(); a != nil {
+		n.GRPC = a.String()
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return n
