@@ -20,8 +20,8 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// nbio's package-level task pool lives as long as the process, whatever
-		// node started it.
+		// nbio starts a package-level task pool when it is initialised; it lives
+		// as long as the process.
 		goleak.IgnoreAnyFunction("github.com/lesismal/nbio/taskpool.New.func3"),
 	)
 }
