@@ -1,5 +1,5 @@
-// Command herald is the Herald gateway: "herald serve" runs a node, "herald version"
-// prints the build.
+// Command herald is the Herald gateway: "herald serve" runs a node, "herald bench"
+// load-tests one, "herald version" prints the build.
 package main
 
 import (
@@ -21,10 +21,11 @@ const usage = `Herald — a gateway and message-broadcast server for online game
 
 Usage:
   herald serve [flags]     run a node (with no flags: the demo on the defaults)
+  herald bench [flags]     load-test a running node (idle, fanout or request)
   herald version           print the version
   herald help              show this text
 
-Run "herald serve -h" for the flags of serve.
+Run "herald serve -h" or "herald bench -h" for their flags.
 `
 
 func main() {
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "herald", version())
 		return 0
