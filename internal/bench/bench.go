@@ -28,7 +28,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	r := &Report{
 		Mode: s.Mode, URL: s.URL, Transport: s.Transport, Codec: s.Codec.String(), Admin: s.Admin,
 		Warmup: s.Warmup.Seconds(),
-		Conns: ConnReport{Requested: s.Conns, SourceAddrs: addrStrings(s.sources)},
+		Conns:  ConnReport{Requested: s.Conns, SourceAddrs: addrStrings(s.sources)},
 	}
 	limit, err := raiseFileLimit()
 	r.Conns.FileLimit = limit
