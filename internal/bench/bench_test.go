@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,14 @@ func TestFanout(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.cfg.PerSource > 0 {
+				// Linux routes all of 127/8 to loopback; other systems may not.
+				ln, err := net.Listen("tcp", "127.0.0.2:0")
+				if err != nil {
+					t.Skipf("127.0.0.2 is not usable here: %v", err)
+				}
+				ln.Close()
+			}
 			n := servertest.Start(t, nil)
 			c.cfg.Mode = bench.ModeFanout
 			r := run(t, n, c.cfg)
@@ -144,6 +153,21 @@ func TestIdle(t *testing.T) {
 	}
 	if x.RSSDelta != int64(r.Server.After.RSSBytes)-int64(r.Server.Before.RSSBytes) {
 		t.Errorf("RSS delta %d does not match before %d and after %d", x.RSSDelta, r.Server.Before.RSSBytes, r.Server.After.RSSBytes)
+	}
+}
+
+// The node's built-in demo service answers demo.echo.
+func TestRequestEcho(t *testing.T) {
+	n := servertest.Start(t, nil)
+	r := run(t, n, bench.Config{Mode: bench.ModeRequest, Conns: 3, Rate: 150})
+	checkConns(t, r, 3)
+	x := r.Request
+	if x == nil {
+		t.Fatal("no request section")
+	}
+	if x.OK == 0 || x.Sent != x.OK+x.Failed || x.Latency.Count != x.OK || x.OKPerSec <= 0 {
+		t.Fatalf("sent %d, ok %d (%.0f/s), failed %d (%v), %d latency samples",
+			x.Sent, x.OK, x.OKPerSec, x.Failed, x.Errors, x.Latency.Count)
 	}
 }
 
