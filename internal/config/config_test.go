@@ -168,3 +168,57 @@ func TestConfigurationDoc(t *testing.T) {
 		t.Fatal("docs/configuration.md is stale: run make docs")
 	}
 }
+
+func TestLoadRouter(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	yaml := `
+listen:
+  grpc: "off"
+router:
+  services:
+    room:
+      timeout: 2s
+      idempotent: ["get"]
+      balancer:
+        policy: hash
+      breaker:
+        cooldown: 1500ms
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Sources{File: file, Environ: []string{"HERALD_LISTEN__DEMO_SERVICE=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := cfg.Router.Services["room"]
+	if room.Timeout != 2*time.Second || room.Breaker.Cooldown != 1500*time.Millisecond ||
+		string(room.Balancer.Policy) != "hash" || len(room.Idempotent) != 1 {
+		t.Errorf("router.services.room = %+v", room)
+	}
+	if cfg.Listen.GRPC != "off" || cfg.Listen.DemoService != "off" {
+		t.Errorf("listen = %+v", cfg.Listen)
+	}
+	d, err := Load(Sources{Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Listen.GRPC != "127.0.0.1:7071" || d.Listen.DemoService != "127.0.0.1:0" {
+		t.Errorf("default listen = %+v", d.Listen)
+	}
+
+	for name, bad := range map[string]string{
+		"router.services": "router:\n  services:\n    room:\n      protocol: smtp\n",
+		"listen.grpc":     "listen:\n  grpc: nowhere\n",
+		"discovery.etcd":  "discovery:\n  kind: etcd\n  etcd:\n    prefix: no-slash\n",
+	} {
+		f := filepath.Join(t.TempDir(), "bad.yaml")
+		if err := os.WriteFile(f, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(Sources{File: f, Environ: []string{}})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), strings.Split(name, ".")[0]) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
