@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,8 +19,11 @@ import (
 
 	"github.com/heraldgg/herald/client"
 	"github.com/heraldgg/herald/internal/config"
+	"github.com/heraldgg/herald/internal/discovery"
+	"github.com/heraldgg/herald/internal/router"
 	"github.com/heraldgg/herald/internal/server/servertest"
 	"github.com/heraldgg/herald/protocol"
+	"github.com/heraldgg/herald/service"
 )
 
 // dialClient connects the client SDK to n over ws or tcp, closed when the test ends.
@@ -267,5 +271,54 @@ func TestRouterMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestNotify sends a req without an id: the service's handler runs as a
+// notify, and the client gets no answer for it.
+func TestNotify(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := servertest.Start(t, func(c *config.Config) {
+		c.Discovery.Static.Services = map[string][]discovery.Instance{"game": {{ID: "g1", Addr: ln.Addr().String()}}}
+		c.Router.Services = map[string]router.ServiceConfig{"game": {}}
+	})
+	svc, err := service.New(service.Config{Name: "game", ID: "g1", Listener: ln, Herald: n.GRPC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := make(chan *service.Request, 1)
+	svc.Handle("note", func(_ context.Context, req *service.Request) ([]byte, error) {
+		notes <- req
+		return []byte(`"ignored"`), nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	r, _ := connect(t, n, variants[3], "gina")
+	b, err := r.codec.Append(nil, &protocol.Envelope{Op: protocol.Op_OP_REQ, Route: "game.note", Data: payload(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sendPayload(false, b)
+	select {
+	case req := <-notes:
+		if !req.Notify || req.User != "gina" || !sameJSON(req.Data, payload(1)) {
+			t.Fatalf("notify = %+v", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the notify did not reach the service")
+	}
+	if env := r.call(&protocol.Envelope{Op: protocol.Op_OP_PING}); env.Op != protocol.Op_OP_PONG {
+		t.Fatalf("after a notify the next frame is %v, want the pong", env)
 	}
 }
