@@ -272,6 +272,8 @@ func Run(t *testing.T, f Factory) {
 		}
 	})
 
+	runPresence(t, f)
+
 	if !f.Shared {
 		return
 	}

@@ -49,6 +49,13 @@ type Broker struct {
 	stop    chan struct{}      // closed by Close
 	done    chan struct{}      // closed when the janitor exits
 	closed  bool               // Guarded by mu.
+
+	// now is time.Now; tests of expiry may replace it before any call.
+	now func() time.Time
+
+	// pmu is taken after mu, never before, and not with a stream's lock.
+	pmu  sync.Mutex
+	pres presence // Guarded by pmu.
 }
 
 type stream struct {
@@ -64,7 +71,7 @@ type stream struct {
 // New returns a memory broker for the node named node.
 func New(cfg Config, node string) *Broker {
 	return &Broker{cfg: cfg.WithDefaults(), node: node, streams: make(map[string]*stream),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), now: time.Now, pres: newPresence()}
 }
 
 // Start begins delivering to h.

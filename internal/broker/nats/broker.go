@@ -48,6 +48,10 @@ type Broker struct {
 	liveCh     chan *natsgo.Msg
 	kick       chan struct{} // cap 1: wakes the sync goroutine
 	done       chan struct{} // closed by Close
+	nodesBk    bucket
+	usersBk    bucket
+	topicsBk   bucket
+	reapKick   chan struct{} // cap 1: wakes the reaper
 
 	// Set by Start, which the broker.Broker contract puts before every other call.
 	nc     *natsgo.Conn
@@ -58,7 +62,12 @@ type Broker struct {
 
 	closed atomic.Bool
 	stats  struct{ reconnects, filled, jumps, conflicts atomic.Uint64 }
-	wg     sync.WaitGroup // the delivery and sync goroutines
+	wg     sync.WaitGroup // the delivery, sync and reaper goroutines
+
+	// annMu serializes Announce and Leave, which replace announcements.
+	annMu  sync.Mutex
+	presMu sync.Mutex
+	anns   map[string]announcement // Guarded by presMu: node → its announcement through this broker
 
 	tipsMu sync.Mutex
 	tips   map[string]tip // Guarded by tipsMu.
@@ -115,6 +124,11 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		liveCh:     make(chan *natsgo.Msg, cfg.DeliveryBuffer),
 		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
+		nodesBk:    newBucket(bucketName(cfg.Stream, bucketNodes)),
+		usersBk:    newBucket(bucketName(cfg.Stream, bucketUsers)),
+		topicsBk:   newBucket(bucketName(cfg.Stream, bucketTopics)),
+		reapKick:   make(chan struct{}, 1),
+		anns:       make(map[string]announcement),
 		tips:       make(map[string]tip),
 		tracks:     make(map[string]*track),
 		subs:       make(map[*natsgo.Subscription]string),
@@ -184,6 +198,9 @@ func (b *Broker) start(ctx context.Context) error {
 	if err := b.ensureStream(ctx); err != nil {
 		return fmt.Errorf("history stream: %w", err)
 	}
+	if err := b.ensureBuckets(ctx); err != nil {
+		return fmt.Errorf("presence buckets: %w", err)
+	}
 	ctl, err := b.nc.Subscribe(b.ctlSubj, func(m *natsgo.Msg) { b.h.HandleControl(m.Data) })
 	if err != nil {
 		return err
@@ -201,9 +218,10 @@ func (b *Broker) start(ctx context.Context) error {
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	b.cancel = stop
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.deliverLoop(runCtx)
 	go b.syncLoop(runCtx)
+	go b.reapLoop(runCtx)
 	return nil
 }
 

@@ -36,6 +36,9 @@ type Broker struct {
 	maxPending int
 	done       chan struct{} // closed by Close
 	kick       chan struct{} // cap 1: wakes the Pub/Sub goroutine to read dirty topics
+	pres       presenceScripts
+	aliveKey   string        // the zset of presence ids
+	reapKick   chan struct{} // cap 1: wakes the reaper
 
 	// Set by Start, which the broker.Broker contract puts before every other call.
 	client rueidis.Client
@@ -45,8 +48,13 @@ type Broker struct {
 	probeSeq atomic.Uint64
 	stats    struct{ reconnects, probeFailures, filled, jumps atomic.Uint64 }
 
-	// wg counts the Pub/Sub goroutine.
+	// wg counts the Pub/Sub goroutine and the reaper.
 	wg sync.WaitGroup
+
+	// annMu serializes Announce and Leave, which replace ids.
+	annMu  sync.Mutex
+	presMu sync.Mutex
+	ids    map[string]string // Guarded by presMu: node → the id it announced through this broker
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -112,6 +120,10 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		maxPending: max(2*cfg.HistorySize, 64),
 		done:       make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		pres:       newPresenceScripts(),
+		aliveKey:   p + ":{cluster}:alive",
+		reapKick:   make(chan struct{}, 1),
+		ids:        make(map[string]string),
 		connCh:     make(chan struct{}),
 		tracks:     make(map[string]*track),
 		dirty:      make(map[string]struct{}),
@@ -148,8 +160,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Lock()
 	b.cancel = cancel
 	b.mu.Unlock()
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.run(runCtx, c)
+	go b.reapLoop(runCtx)
 	return nil
 }
 

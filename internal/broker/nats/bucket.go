@@ -1,0 +1,286 @@
+package nats
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Presence lives in three JetStream key/value buckets named after
+// Config.Stream (shown as HERALD), each keeping one message per key. Keys are
+// dot-separated tokens; <n>, <u> and <t> are a node, user and topic name in
+// unpadded base64url, <inc> 16 hex digits naming one announcement of a node:
+//
+//	HERALD_nodes   live.<n>             the node's announcement: {"inc": …, "info": NodeInfo};
+//	                                    a per-message TTL makes JetStream drop it when
+//	                                    the node stops announcing
+//	               inc.<n>.<inc>        this announcement may have registrations;
+//	                                    deleted once they are reaped
+//	HERALD_users   <u>.<n>.<inc>        the node holds the user (empty value)
+//	HERALD_topics  <t>.<u>.<n>.<inc>    the user is present in the topic on the node
+//
+// A registration counts while live.<n> names its <inc>. An announcement that
+// lapsed or was superseded never comes back, so its registrations can be
+// purged by subject filter (*.<n>.<inc>) at any time without touching a newer
+// announcement's. Removing one registration stores a purge marker (rollup,
+// one-second TTL) on its key: an ordinary publish, pipelined like additions,
+// that JetStream drops a second later.
+const (
+	bucketNodes  = "nodes"
+	bucketUsers  = "users"
+	bucketTopics = "topics"
+
+	hdrKVOperation = "KV-Operation"
+	hdrMarker      = "Nats-Marker-Reason"
+	hdrRollup      = "Nats-Rollup"
+	hdrTTL         = "Nats-TTL"
+
+	// markerTTL is how long a removal's purge marker stays, the shortest
+	// per-message TTL JetStream takes.
+	markerTTL = "1s"
+	// pipelineChunk bounds the requests one pipeline has in flight.
+	pipelineChunk = 4096
+	// scanBatch is how many keys one direct get returns.
+	scanBatch = 1024
+)
+
+// bucketName is the key/value bucket of kind for a history stream name;
+// bucket names take only letters, digits, '-' and '_'.
+func bucketName(stream, kind string) string {
+	b := []byte(stream)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b) + "_" + kind
+}
+
+// bucket is one presence key/value bucket.
+type bucket struct {
+	stream string // KV_<name>
+	prefix string // $KV.<name>.
+}
+
+func newBucket(name string) bucket {
+	return bucket{stream: "KV_" + name, prefix: "$KV." + name + "."}
+}
+
+// streamConfig is a key/value bucket as nats.go would make it, with one value
+// per key and per-message TTLs allowed.
+func (b *Broker) bucketConfig(bk bucket) jetstream.StreamConfig {
+	storage := jetstream.FileStorage
+	if b.cfg.Storage == "memory" {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.StreamConfig{
+		Name:              bk.stream,
+		Description:       "Herald presence",
+		Subjects:          []string{bk.prefix + ">"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           storage,
+		Replicas:          b.cfg.Replicas,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       true,
+		AllowMsgTTL:       true,
+	}
+}
+
+// ensureBuckets creates the presence buckets, or turns on what this broker
+// needs of existing ones.
+func (b *Broker) ensureBuckets(ctx context.Context) error {
+	for _, bk := range []bucket{b.nodesBk, b.usersBk, b.topicsBk} {
+		want := b.bucketConfig(bk)
+		_, err := b.js.CreateStream(ctx, want)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("bucket %s: %w", bk.stream, err)
+		}
+		s, err := b.js.Stream(ctx, bk.stream)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", bk.stream, err)
+		}
+		have := s.CachedInfo().Config
+		if have.MaxMsgsPerSubject == 1 && have.AllowRollup && have.AllowDirect && have.AllowMsgTTL {
+			continue
+		}
+		b.log.Warn("nats: updating a presence bucket's settings", "stream", bk.stream)
+		have.MaxMsgsPerSubject, have.AllowRollup, have.AllowDirect, have.AllowMsgTTL = 1, true, true, true
+		if _, err := b.js.UpdateStream(ctx, have); err != nil {
+			return fmt.Errorf("bucket %s: %w", bk.stream, err)
+		}
+	}
+	return nil
+}
+
+// errNoStream is a publish JetStream did not answer because no stream takes
+// the subject: the buckets are gone (a server lost its store).
+var errNoStream = errors.New("nats: no stream for the subject")
+
+// pubAck is JetStream's answer to a publish.
+type pubAck struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Seq uint64 `json:"seq"`
+}
+
+// checkAck turns a publish's reply into an error.
+func checkAck(m *natsgo.Msg) error {
+	if m.Header.Get(statusHdr) == "503" {
+		return errNoStream
+	}
+	var ack pubAck
+	if err := json.Unmarshal(m.Data, &ack); err != nil {
+		return fmt.Errorf("nats: publish ack: %w", err)
+	}
+	if ack.Error != nil {
+		return fmt.Errorf("nats: publish: %d %s", ack.Error.ErrCode, ack.Error.Description)
+	}
+	return nil
+}
+
+// pipeline sends msgs as requests, each with its own reply subject under one
+// inbox, in chunks of pipelineChunk, and returns the replies in order: one
+// round trip per chunk instead of one per message. The server handles a
+// connection's messages in order, so to one stream they apply in order.
+func (b *Broker) pipeline(ctx context.Context, msgs []*natsgo.Msg) ([]*natsgo.Msg, error) {
+	inbox := b.nc.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	prefix := inbox + "."
+	replies := make([]*natsgo.Msg, len(msgs))
+	for from := 0; from < len(msgs); from += pipelineChunk {
+		to := min(from+pipelineChunk, len(msgs))
+		for i := from; i < to; i++ {
+			msgs[i].Reply = prefix + strconv.Itoa(i)
+			if err := b.nc.PublishMsg(msgs[i]); err != nil {
+				return nil, err
+			}
+		}
+		for got := from; got < to; {
+			r, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			i, err := strconv.Atoi(strings.TrimPrefix(r.Subject, prefix))
+			if err != nil || i < from || i >= to || replies[i] != nil {
+				continue
+			}
+			replies[i] = r
+			got++
+		}
+	}
+	return replies, nil
+}
+
+// purge removes every message of bk whose subject matches filter, on the
+// server: one request however many keys match.
+func (b *Broker) purge(ctx context.Context, bk bucket, filter string) error {
+	req, _ := json.Marshal(map[string]string{"filter": filter})
+	m, err := b.nc.RequestWithContext(ctx, b.apiPrefix+"STREAM.PURGE."+bk.stream, req)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return fmt.Errorf("nats: purge reply: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeStreamNotFound) {
+			return nil // nothing to purge
+		}
+		return fmt.Errorf("nats: purge %s: %d %s", filter, resp.Error.ErrCode, resp.Error.Description)
+	}
+	return nil
+}
+
+// entry is one key's value found by scan.
+type entry struct {
+	key  string // without the bucket's prefix
+	data []byte
+}
+
+// scan returns the value of every key of bk matching filter (a subject under
+// the bucket's prefix), in stream order, with batched direct gets. Purge
+// markers are skipped. complete is false when more than one batch was needed:
+// a single batch is read in isolation from writes, several are not.
+func (b *Broker) scan(ctx context.Context, bk bucket, filter string) (entries []entry, complete bool, err error) {
+	inbox := b.nc.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	complete = true
+	for from := uint64(1); ; {
+		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: bk.prefix + filter, Batch: scanBatch})
+		if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+bk.stream, inbox, req); err != nil {
+			return nil, false, err
+		}
+		n, lastSeq := 0, uint64(0)
+		for done := false; !done; {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			switch status := m.Header.Get(statusHdr); status {
+			case "":
+			case "204", "404": // end of batch; nothing (more) stored
+				done = true
+				continue
+			case "503":
+				return nil, false, errNoStream
+			default:
+				return nil, false, fmt.Errorf("nats: direct get: status %s %s", status, m.Header.Get(descrHdr))
+			}
+			n++
+			lastSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if m.Header.Get(hdrKVOperation) != "" || m.Header.Get(hdrMarker) != "" {
+				continue
+			}
+			subj := m.Header.Get(jetstream.SubjectHeader)
+			if !strings.HasPrefix(subj, bk.prefix) {
+				continue
+			}
+			entries = append(entries, entry{key: subj[len(bk.prefix):], data: m.Data})
+		}
+		if n < scanBatch || lastSeq == 0 {
+			return entries, complete, nil
+		}
+		from, complete = lastSeq+1, false
+	}
+}
+
+// untoken decodes a key token made by token.
+func untoken(s string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return string(b), err == nil
+}
