@@ -21,6 +21,8 @@ import (
 
 	"github.com/heraldgg/herald/internal/admin"
 	"github.com/heraldgg/herald/internal/broker/memory"
+	"github.com/heraldgg/herald/internal/broker/nats"
+	"github.com/heraldgg/herald/internal/broker/redis"
 	"github.com/heraldgg/herald/internal/discovery/etcd"
 	"github.com/heraldgg/herald/internal/discovery/static"
 	"github.com/heraldgg/herald/internal/gateway"
@@ -106,11 +108,17 @@ type Drain struct {
 
 // Broker picks the broker.
 type Broker struct {
-	// URL selects the implementation: "memory" (one node, the default),
-	// "redis://host:port/db" or "nats://host:port". Default "memory".
+	// URL selects the implementation and, for Redis and NATS, the server to use:
+	// "memory" (one node, the default), "redis://[user:password@]host:port/db"
+	// (rediss:// for TLS) or "nats://host:port". It overrides broker.redis.address
+	// and broker.nats.url. Default "memory".
 	URL string `koanf:"url"`
 	// Memory tunes the embedded broker.
 	Memory memory.Config `koanf:"memory"`
+	// Redis tunes the Redis broker, used when url is redis:// or rediss://.
+	Redis redis.Config `koanf:"redis"`
+	// NATS tunes the NATS broker, used when url is nats:// or tls://.
+	NATS nats.Config `koanf:"nats"`
 }
 
 // Discovery picks where game service instances are found.
@@ -144,7 +152,8 @@ func Default() Config {
 		Hub:       hub.Config{}.WithDefaults(),
 		Gateway:   gateway.Config{}.WithDefaults(),
 		Admin:     admin.Config{}.WithDefaults(),
-		Broker:    Broker{URL: "memory", Memory: memory.Config{}.WithDefaults()},
+		Broker: Broker{URL: "memory", Memory: memory.Config{}.WithDefaults(),
+			Redis: redis.Config{}.WithDefaults(), NATS: nats.Config{}.WithDefaults()},
 		Discovery: Discovery{Kind: "static", Etcd: etcd.Config{}.WithDefaults()},
 	}
 }

@@ -97,6 +97,8 @@ func (c *Config) applyDefaults() {
 	c.Gateway = c.Gateway.WithDefaults()
 	c.Admin = c.Admin.WithDefaults()
 	c.Broker.Memory = c.Broker.Memory.WithDefaults()
+	c.Broker.Redis = c.Broker.Redis.WithDefaults()
+	c.Broker.NATS = c.Broker.NATS.WithDefaults()
 	c.Discovery.Etcd = c.Discovery.Etcd.WithDefaults()
 	if c.Listen.Client == "" {
 		c.Listen.Client = d.Listen.Client

@@ -21,6 +21,8 @@ import (
 	"github.com/heraldgg/herald/internal/api"
 	"github.com/heraldgg/herald/internal/broker"
 	"github.com/heraldgg/herald/internal/broker/memory"
+	"github.com/heraldgg/herald/internal/broker/nats"
+	"github.com/heraldgg/herald/internal/broker/redis"
 	"github.com/heraldgg/herald/internal/config"
 	"github.com/heraldgg/herald/internal/discovery"
 	"github.com/heraldgg/herald/internal/gateway"
@@ -111,6 +113,14 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker.Broker, error) {
 	switch kind {
 	case "memory":
 		return memory.New(cfg.Broker.Memory, cfg.Node), nil
+	case "redis":
+		rc := cfg.Broker.Redis
+		rc.Address = cfg.Broker.URL
+		return redis.New(rc, cfg.Node, log.With("component", "broker"))
+	case "nats":
+		nc := cfg.Broker.NATS
+		nc.URL = cfg.Broker.URL
+		return nats.New(nc, cfg.Node, log.With("component", "broker"))
 	}
 	return nil, fmt.Errorf("server: broker %q is not built into this node", kind)
 }
