@@ -83,8 +83,12 @@ func (g *Gateway) subscribeSession(ctx context.Context, s *session.Session, topi
 	start := hist.Position.Offset
 	var replay []*session.Frame
 	if req.Since != nil {
-		ack.Recovered = hist.Recovered
-		if hist.Recovered {
+		ack.Recovered = hist.Recovered && fitsReplay(hist.Publications, s.Config().MaxQueueBytes)
+		if !ack.Recovered && hist.Recovered {
+			g.log.Info("gateway: replay too large for the session's queue", "session", s.ID, "topic", topic,
+				"messages", len(hist.Publications))
+		}
+		if ack.Recovered {
 			start = req.Since.Offset
 			replay = make([]*session.Frame, 0, len(hist.Publications))
 			for _, p := range hist.Publications {
@@ -97,6 +101,18 @@ func (g *Gateway) subscribeSession(ctx context.Context, s *session.Session, topi
 	}
 	g.hub.CompleteSubscribe(s, topic, session.NewFrame(ack), replay, start, hist.Position.Epoch)
 	return nil
+}
+
+// fitsReplay reports whether a replay takes at most half of a session's queue
+// bound, so that it cannot make its own subscriber a slow consumer; a larger gap is
+// answered with recovered:false, which tells the client to resynchronise instead of
+// being disconnected on every attempt.
+func fitsReplay(pubs []broker.Publication, maxQueue int) bool {
+	size := 0
+	for _, p := range pubs {
+		size += len(p.Data) + len(p.Topic) + len(p.Epoch) + len(p.User) + 32 // envelope and framing
+	}
+	return size <= maxQueue/2
 }
 
 func (g *Gateway) unsubscribe(cl *client, s *session.Session, env *protocol.Envelope) {

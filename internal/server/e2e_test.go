@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +278,36 @@ func TestConnectDeadline(t *testing.T) {
 				t.Fatalf("code %d", code)
 			}
 		})
+	}
+}
+
+// TestReplayLargerThanQueue checks that a gap too large to replay within the
+// session's queue bound is answered with recovered:false rather than a slow-consumer
+// disconnect that would repeat on every reconnect.
+func TestReplayLargerThanQueue(t *testing.T) {
+	n := servertest.Start(t, func(c *config.Config) {
+		c.Session.MaxQueueBytes = 128 << 10
+		c.Transport.MaxFrameSize = 16 << 10
+	})
+	var pos struct {
+		Offset uint64 `json:"offset"`
+		Epoch  string `json:"epoch"`
+	}
+	big := strings.Repeat("x", 4000)
+	for range 40 { // 160 KB of history
+		n.API(t, "/api/publish", map[string]any{"topic": "big", "data": big}, &pos)
+	}
+	r, _ := connect(t, n, variants[0], "")
+	ack := r.call(&protocol.Envelope{Op: protocol.Op_OP_SUB, Topic: "big", Since: &protocol.Position{Offset: 1, Epoch: pos.Epoch}})
+	if ack.Op != protocol.Op_OP_SUBSCRIBED || ack.Recovered {
+		t.Fatalf("sub: %v", ack)
+	}
+	small, _ := connect(t, n, variants[1], "")
+	ack = small.call(&protocol.Envelope{Op: protocol.Op_OP_SUB, Topic: "big", Since: &protocol.Position{Offset: 35, Epoch: pos.Epoch}})
+	if !ack.Recovered {
+		t.Fatalf("a small gap was not recovered: %v", ack)
+	}
+	if p := r.call(&protocol.Envelope{Op: protocol.Op_OP_PING}); p.Op != protocol.Op_OP_PONG {
+		t.Fatalf("after refused replay: %v", p)
 	}
 }
