@@ -5,6 +5,9 @@
 // handler, so deliveries of one topic are in offset order. A topic with no publish
 // for HistoryTTL is forgotten; recreating it starts a new epoch, so a client holding
 // a position in the old one learns recovery failed.
+//
+// Presence lives in maps under its own mutex. A node whose announcement ran
+// out is dropped with its registrations the first time a call meets it.
 package memory
 
 import (
@@ -53,7 +56,8 @@ type Broker struct {
 	// now is time.Now; tests of expiry may replace it before any call.
 	now func() time.Time
 
-	// pmu is taken after mu, never before, and not with a stream's lock.
+	// pmu is never held with mu or a stream's lock: presence and streams
+	// do not wait for each other.
 	pmu  sync.Mutex
 	pres presence // Guarded by pmu.
 }

@@ -182,6 +182,11 @@ func (b *Broker) pipeline(ctx context.Context, msgs []*natsgo.Msg) ([]*natsgo.Ms
 		}
 		for got := from; got < to; {
 			r, err := sub.NextMsgWithContext(ctx)
+			if errors.Is(err, natsgo.ErrNoResponders) {
+				// nats.go turns a 503 reply into this error, and which
+				// message it answered is lost; any of them means no stream.
+				return nil, errNoStream
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -248,6 +253,9 @@ func (b *Broker) scan(ctx context.Context, bk bucket, filter string) (entries []
 		n, lastSeq := 0, uint64(0)
 		for done := false; !done; {
 			m, err := sub.NextMsgWithContext(ctx)
+			if errors.Is(err, natsgo.ErrNoResponders) {
+				return nil, false, errNoStream
+			}
 			if err != nil {
 				return nil, false, err
 			}

@@ -77,10 +77,31 @@
 // after its caller gave up. A publish whose ack was lost after the server
 // stored it remains ambiguous, as with any request over a network.
 //
+// # Presence
+//
+// The broker also implements broker.Presence in three key/value buckets
+// (layout in bucket.go). A node's announcement is a live record with a
+// per-message TTL (whole seconds, rounded up), refreshed on condition that
+// it is still the message this broker last wrote: when JetStream dropped it
+// for its TTL, lost it with its store, or another process of the same name
+// replaced it, the condition fails and the broker claims a new incarnation
+// (resync). Registrations carry the incarnation in their key and count only
+// while the live record names it, so a lapsed incarnation's registrations
+// can be purged by subject filter at any time. Every Announce wakes a reaper
+// goroutine that reads the nodes bucket in one isolated batch and purges
+// the incarnations no live record names; Leave purges its own.
+//
+// Reads are batched direct gets (any replica may answer, so a read can lag
+// by a replication round); UserNodes and TopicUsers send theirs and the live
+// records' read together. Updates are pipelined publishes. JetStream cannot
+// refuse an update whose incarnation just died, so the broker refuses them
+// itself (ErrLapsed) once the live record's TTL may have run out by its own
+// clock.
+//
 // # Concurrency
 //
-// Start starts two goroutines, stopped by Close: delivery (live messages) and
-// sync (history reads after gaps and reconnects). Every delivery to the
+// Start starts three goroutines, stopped by Close: delivery (live messages),
+// sync (history reads after gaps and reconnects) and the presence reaper. Every delivery to the
 // handler happens with the broker's mutex held, which keeps each topic's
 // publications in order and never concurrent; the handler must not call back
 // into the broker. Control messages are handed over on nats.go's subscription

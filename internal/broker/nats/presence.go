@@ -258,23 +258,21 @@ func (b *Broker) UpdatePresence(ctx context.Context, node string, changes []brok
 		}
 	}
 	replies, err := b.pipeline(ctx, msgs)
+	for i := 0; err == nil && i < len(replies); i++ {
+		err = checkAck(replies[i])
+	}
+	if errors.Is(err, errNoStream) {
+		// The buckets are gone and this node's registrations with them;
+		// Announce recreates them and reports resync.
+		b.presMu.Lock()
+		if b.anns[node].inc == a.inc {
+			delete(b.anns, node)
+		}
+		b.presMu.Unlock()
+		return fmt.Errorf("nats: update presence of %q: %w", node, broker.ErrLapsed)
+	}
 	if err != nil {
 		return b.fail("update presence", node, err)
-	}
-	for _, r := range replies {
-		if err := checkAck(r); err != nil {
-			if errors.Is(err, errNoStream) {
-				// The buckets are gone and this node's registrations with
-				// them; Announce recreates them and reports resync.
-				b.presMu.Lock()
-				if b.anns[node].inc == a.inc {
-					delete(b.anns, node)
-				}
-				b.presMu.Unlock()
-				return fmt.Errorf("nats: update presence of %q: %w", node, broker.ErrLapsed)
-			}
-			return b.fail("update presence", node, err)
-		}
 	}
 	return nil
 }

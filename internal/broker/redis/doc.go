@@ -70,13 +70,35 @@
 // holds (counted in Stats.Jumps and logged); its clients find out when they
 // next recover.
 //
+// # Presence
+//
+// The broker also implements broker.Presence (keys and scripts in
+// presence_scripts.go). Each announcement of a node is an id — a random
+// incarnation plus the node name — kept in one sorted set scored by its
+// expiry in Redis's clock, so no node's clock matters. Registrations name
+// the id: a user's set of ids, a topic's set of (id, user), and per id an
+// index of what it registered. Reads (one script each) return only entries
+// whose id is live and drop the dead ones they meet. A dead id never comes
+// back: a node whose announcement lapsed, was lost with Redis's data, or
+// was superseded by a new process of the same name claims a fresh id, and
+// Announce reports resync. Updates are refused (ErrLapsed) by the same
+// script that would apply them once their id is dead, so no write lands on
+// an id that is being reaped.
+//
+// Nothing is refreshed per user: a node holding a million users costs one
+// ZADD per heartbeat. Removing a dead id's registrations walks its index:
+// every node's Announce wakes a reaper goroutine that SPOPs the index in
+// batches and SREMs each entry, so several nodes share the work; Leave
+// does the same for its own id before it returns.
+//
 // # Concurrency
 //
 // rueidis calls the message hook on the Pub/Sub connection's reading
 // goroutine, one message at a time. One goroutine, started by Start and
 // stopped by Close, owns the Pub/Sub connection: it probes, reconnects and
-// reads streams. Every delivery to the handler happens with the broker's
-// mutex held, which keeps each topic's publications in order and never
-// concurrent; the handler must not call back into the broker. Control
-// messages are handed over without the mutex, on the reading goroutine.
+// reads streams; another, the presence reaper, lives as long. Every delivery
+// to the handler happens with the broker's mutex held, which keeps each
+// topic's publications in order and never concurrent; the handler must not
+// call back into the broker. Control messages are handed over without the
+// mutex, on the reading goroutine.
 package redis
