@@ -64,6 +64,8 @@ func New(cfg Config, svc *api.Service, stats func() any, reg *prometheus.Registr
 	mux.HandleFunc("POST /api/broadcast", s.auth(s.broadcast))
 	mux.HandleFunc("POST /api/push", s.auth(s.push))
 	mux.HandleFunc("POST /api/kick", s.auth(s.kick))
+	mux.HandleFunc("POST /api/region", s.auth(s.region))
+	mux.HandleFunc("POST /api/position", s.auth(s.position))
 	mux.HandleFunc("GET /api/stats", s.auth(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.stats()) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -150,6 +152,14 @@ type request struct {
 	User    string          `json:"user"`
 	Session string          `json:"session"`
 	Reason  string          `json:"reason"`
+	// Region and position fields.
+	Map     string     `json:"map"`
+	X       float64    `json:"x"`
+	Y       float64    `json:"y"`
+	Radius  float64    `json:"radius"`
+	W       float64    `json:"w"`
+	H       float64    `json:"h"`
+	Exclude stringList `json:"exclude"`
 }
 
 func (s *Server) decode(w http.ResponseWriter, r *http.Request) (request, []byte, bool) {

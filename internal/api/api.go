@@ -7,8 +7,8 @@
 // Every fan-out and every instruction to a session goes through the broker, so on
 // a cluster each node acts on its own sessions.
 //
-// Region broadcast and positions (BroadcastRegion, SetPosition) need maps in the
-// hub, which this build does not have: the gRPC server answers them Unimplemented.
+// Region broadcast and positions (BroadcastRegion, SetPosition) are checked
+// against the node's maps (WithMaps); every node of a cluster has the same.
 package api
 
 import (
@@ -33,11 +33,16 @@ type Service struct {
 	broker   Broker
 	maxTopic int
 	maxData  int
+	maps     Maps // nil: no maps, region calls answer not found
 }
 
 // New returns a Service. maxTopic and maxData bound topic names and payloads, in bytes.
-func New(b Broker, maxTopic, maxData int) *Service {
-	return &Service{broker: b, maxTopic: maxTopic, maxData: maxData}
+func New(b Broker, maxTopic, maxData int, opts ...Option) *Service {
+	s := &Service{broker: b, maxTopic: maxTopic, maxData: maxData}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Publish appends data to topic and delivers it to its subscribers on every node.

@@ -17,11 +17,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/heraldgg/herald/internal/hub"
 	"github.com/heraldgg/herald/protocol"
 )
-
-// errNoRegions is the answer to the region calls until the hub has maps.
-const errNoRegions = "this Herald node has no maps: region broadcast and positions are not built in yet"
 
 // GRPC serves the ServerAPI of protocol/backend.proto over gRPC, on the same
 // Service as the admin HTTP API. When an API key is set, every call must carry
@@ -156,10 +154,25 @@ func (g *GRPC) Broadcast(ctx context.Context, r *protocol.BroadcastRequest) (*pr
 	return &protocol.BroadcastReply{}, nil
 }
 
-// BroadcastRegion implements protocol.ServerAPIServer: Unimplemented until
-// the hub has maps.
-func (g *GRPC) BroadcastRegion(context.Context, *protocol.BroadcastRegionRequest) (*protocol.BroadcastRegionReply, error) {
-	return nil, status.Error(codes.Unimplemented, errNoRegions)
+// BroadcastRegion implements protocol.ServerAPIServer.
+func (g *GRPC) BroadcastRegion(ctx context.Context, r *protocol.BroadcastRegionRequest) (*protocol.BroadcastRegionReply, error) {
+	a := hub.Area{Map: r.Map, X: r.X, Y: r.Y}
+	switch area := r.Area.(type) {
+	case *protocol.BroadcastRegionRequest_Radius:
+		a.Radius = area.Radius
+	case *protocol.BroadcastRegionRequest_Rect:
+		if area.Rect == nil {
+			return nil, status.Error(codes.InvalidArgument, "rect is empty")
+		}
+		a.Rect = true
+		a.MinX, a.MinY, a.MaxX, a.MaxY = area.Rect.MinX, area.Rect.MinY, area.Rect.MaxX, area.Rect.MaxY
+	default:
+		return nil, status.Error(codes.InvalidArgument, "give a radius or a rect")
+	}
+	if err := g.svc.BroadcastRegion(ctx, a, r.Exclude, r.Data); err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &protocol.BroadcastRegionReply{}, nil
 }
 
 // Subscribe implements protocol.ServerAPIServer.
@@ -178,10 +191,12 @@ func (g *GRPC) Unsubscribe(ctx context.Context, r *protocol.UnsubscribeRequest) 
 	return &protocol.UnsubscribeReply{}, nil
 }
 
-// SetPosition implements protocol.ServerAPIServer: Unimplemented until the
-// hub has maps.
-func (g *GRPC) SetPosition(context.Context, *protocol.SetPositionRequest) (*protocol.SetPositionReply, error) {
-	return nil, status.Error(codes.Unimplemented, errNoRegions)
+// SetPosition implements protocol.ServerAPIServer.
+func (g *GRPC) SetPosition(ctx context.Context, r *protocol.SetPositionRequest) (*protocol.SetPositionReply, error) {
+	if err := g.svc.SetPosition(ctx, r.Session, r.Map, r.X, r.Y); err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &protocol.SetPositionReply{}, nil
 }
 
 // Kick implements protocol.ServerAPIServer.

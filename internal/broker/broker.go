@@ -125,6 +125,7 @@ const (
 	ControlKick      ControlKind = "kick"      // disconnect a user's or a session's connections
 	ControlSubscribe ControlKind = "sub"       // subscribe a user's or a session's connections to Topic
 	ControlUnsub     ControlKind = "unsub"     // undo ControlSubscribe
+	ControlPosition  ControlKind = "pos"       // place Session at X, Y on Map, or off its map when Map is ""
 )
 
 // Control is a cluster-wide instruction carried by Broadcast or SendNode.
@@ -132,14 +133,16 @@ type Control struct {
 	Kind    ControlKind `json:"k"`
 	User    string      `json:"u,omitempty"`
 	Session string      `json:"s,omitempty"`
-	// Region: a circle (Radius > 0) or a rectangle (W, H > 0) on Map.
-	Map     string  `json:"m,omitempty"`
-	X       float64 `json:"x,omitempty"`
-	Y       float64 `json:"y,omitempty"`
-	Radius  float64 `json:"r,omitempty"`
-	W       float64 `json:"w,omitempty"`
-	H       float64 `json:"h,omitempty"`
-	Exclude string  `json:"e,omitempty"`
+	// Region: the circle of Radius around (X, Y) on Map, or, when Rect is set,
+	// the rectangle [Rect[0], Rect[2]] × [Rect[1], Rect[3]] (min x, min y, max
+	// x, max y; inclusive), with (X, Y) only the origin receivers see. Exclude
+	// lists session ids that must not receive it. Position: Session, Map, X, Y.
+	Map     string    `json:"m,omitempty"`
+	X       float64   `json:"x,omitempty"`
+	Y       float64   `json:"y,omitempty"`
+	Radius  float64   `json:"r,omitempty"`
+	Rect    []float64 `json:"rc,omitempty"`
+	Exclude []string  `json:"e,omitempty"`
 	// Topic of a subscribe or unsubscribe.
 	Topic string `json:"t,omitempty"`
 	// Reason for a kick.

@@ -202,6 +202,9 @@ func (c Config) Validate() error {
 	if err := c.Gateway.Validate(); err != nil {
 		bad("gateway", "%v", err)
 	}
+	if err := c.Hub.Validate(); err != nil {
+		bad("hub", "%v", err)
+	}
 	if _, err := BrokerKind(c.Broker.URL); err != nil {
 		bad("broker.url", "%v", err)
 	}

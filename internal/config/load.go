@@ -55,6 +55,9 @@ func Load(src Sources) (Config, error) {
 	}
 
 	cfg := Default()
+	// Declared maps replace the demo map rather than join it (applyDefaults puts
+	// it back when none are declared); decoding into a filled map would merge.
+	cfg.Hub.Maps = nil
 	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(

@@ -25,7 +25,7 @@ func (g *Gateway) dispatch(cl *client, s *session.Session, env *protocol.Envelop
 	case protocol.Op_OP_REQ:
 		g.request(cl, s, env)
 	case protocol.Op_OP_MOVE:
-		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeNotFound, "no map %q on this node", env.Map))
+		g.move(cl, s, env)
 	case protocol.Op_OP_CONNECT:
 		g.replyErr(cl, s, s.Codec, env.Id, protocol.Errorf(protocol.CodeAlreadyConnected, "connect was already sent"))
 	default:

@@ -37,6 +37,19 @@ func (h *Hub) HandleControl(data []byte) {
 		} else {
 			h.PushUser(c.User, session.NewFrame(env))
 		}
+	case broker.ControlRegion:
+		a, ok := ControlArea(c)
+		if !ok || h.CheckArea(a) != nil {
+			h.log.Warn("hub: dropping a region broadcast with a bad area", "map", c.Map)
+			return
+		}
+		h.Region(a, c.Exclude, RegionFrame(a, c.Data))
+	case broker.ControlPosition:
+		if s, ok := h.Session(c.Session); ok {
+			if err := h.Place(s, c.Map, c.X, c.Y, 0); err != nil {
+				h.log.Info("hub: server placement not applied", "session", c.Session, "map", c.Map, "err", err)
+			}
+		}
 	case broker.ControlKick:
 		reason := c.Reason
 		if c.Session != "" {
@@ -49,4 +62,31 @@ func (h *Hub) HandleControl(data []byte) {
 	default:
 		h.log.Warn("hub: unknown control message", "kind", c.Kind)
 	}
+}
+
+// ControlArea reads the area of a region control message (see broker.Control);
+// false when its rectangle is malformed.
+func ControlArea(c broker.Control) (Area, bool) {
+	a := Area{Map: c.Map, X: c.X, Y: c.Y, Radius: c.Radius}
+	switch len(c.Rect) {
+	case 0:
+	case 4:
+		a.Rect = true
+		a.MinX, a.MinY, a.MaxX, a.MaxY = c.Rect[0], c.Rect[1], c.Rect[2], c.Rect[3]
+	default:
+		return Area{}, false
+	}
+	return a, true
+}
+
+// AreaControl is the control message that broadcasts data to a, except to the
+// sessions in exclude, on every node.
+func AreaControl(a Area, exclude []string, data []byte) *broker.Control {
+	c := &broker.Control{Kind: broker.ControlRegion, Map: a.Map, X: a.X, Y: a.Y, Radius: a.Radius,
+		Exclude: exclude, Data: data}
+	if a.Rect {
+		c.Radius = 0
+		c.Rect = []float64{a.MinX, a.MinY, a.MaxX, a.MaxY}
+	}
+	return c
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// InboxSize bounds the messages waiting for one shard; publishers wait past it.
 	// Default 65536.
 	InboxSize int `koanf:"inbox_size"`
+	// Maps are the maps sessions can stand on, by name, for region broadcast and
+	// area-of-interest events. Default: one map, "demo", 1000 × 1000, with
+	// client_move, interest and conflate on. Declaring maps replaces it.
+	Maps map[string]MapConfig `koanf:"maps"`
 }
 
 // WithDefaults fills zero fields.
@@ -57,6 +61,14 @@ func (c Config) WithDefaults() Config {
 	if c.InboxSize <= 0 {
 		c.InboxSize = 65536
 	}
+	maps := c.Maps
+	if maps == nil {
+		maps = DefaultMaps()
+	}
+	c.Maps = make(map[string]MapConfig, len(maps))
+	for name, m := range maps {
+		c.Maps[name] = m.WithDefaults()
+	}
 	return c
 }
 
@@ -67,6 +79,7 @@ type Hub struct {
 	log              *slog.Logger
 	broker           Broker
 	shards           []*shard
+	maps             map[string]*worldMap
 	heartbeatTimeout time.Duration
 
 	sessions sync.Map // session id → *session.Session
@@ -96,6 +109,7 @@ func New(cfg Config, b Broker, heartbeatTimeout time.Duration, log *slog.Logger)
 	for i := range h.shards {
 		h.shards[i] = newShard(h, i)
 	}
+	h.maps = newMaps(h)
 	return h
 }
 
@@ -103,6 +117,9 @@ func New(cfg Config, b Broker, heartbeatTimeout time.Duration, log *slog.Logger)
 func (h *Hub) Start() {
 	for _, sh := range h.shards {
 		h.wg.Go(sh.run)
+	}
+	for _, m := range h.maps {
+		h.wg.Go(m.run)
 	}
 }
 

@@ -192,13 +192,13 @@ func TestServerAPIOverGRPC(t *testing.T) {
 			t.Errorf("subscribe to a bad topic: %v", err)
 		}
 	})
-	t.Run("regions unimplemented", func(t *testing.T) {
+	t.Run("regions on an unknown map", func(t *testing.T) {
 		_, err := api.BroadcastRegion(ctx, &protocol.BroadcastRegionRequest{Map: "w", Area: &protocol.BroadcastRegionRequest_Radius{Radius: 1}})
-		if status.Code(err) != codes.Unimplemented {
+		if status.Code(err) != codes.NotFound {
 			t.Errorf("BroadcastRegion: %v", err)
 		}
 		_, err = api.SetPosition(ctx, &protocol.SetPositionRequest{Session: c.Session(), Map: "w"})
-		if status.Code(err) != codes.Unimplemented {
+		if status.Code(err) != codes.NotFound {
 			t.Errorf("SetPosition: %v", err)
 		}
 	})

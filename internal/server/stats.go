@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldgg/herald/internal/hub"
 	heraldmetrics "github.com/heraldgg/herald/internal/metrics"
 )
 
@@ -30,6 +31,8 @@ type Stats struct {
 	SlowConsumers uint64 `json:"slow_consumers"`
 	Dropped       uint64 `json:"dropped"`
 	Conflated     uint64 `json:"conflated"`
+	// Maps gives each map's sessions and counters, by name.
+	Maps map[string]hub.MapStats `json:"maps"`
 	// RSSBytes is the process's resident memory.
 	RSSBytes uint64 `json:"rss_bytes"`
 	// HeapBytes is memory held by live and not yet swept Go objects.
@@ -57,6 +60,7 @@ func (s *Server) Stats() Stats {
 		SlowConsumers: hs.SlowConsumer,
 		Dropped:       hs.Dropped,
 		Conflated:     hs.Conflated,
+		Maps:          s.hub.MapStats(),
 		RSSBytes:      rss(),
 		Goroutines:    runtime.NumGoroutine(),
 		CPUSeconds:    cpuSeconds(),

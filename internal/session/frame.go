@@ -24,6 +24,11 @@ type Frame struct {
 	// Entity, when set, makes the frame conflatable: a newer frame with the same
 	// entity replaces an older one still queued for the same session.
 	Entity string
+	// Fence marks a frame of Entity that must keep its place: it is never
+	// replaced, and a newer frame of the entity does not replace one queued
+	// before it. An entity's enter and leave are fences, so that a position
+	// update cannot jump back across them.
+	Fence bool
 
 	wire [NumVariants]atomic.Pointer[[]byte]
 }

@@ -24,9 +24,12 @@ func (s *Session) Enqueue(f *Frame) Outcome {
 		return Gone
 	}
 	n := len(f.Wire(s.Variant))
-	if f.Entity != "" {
+	if f.Entity != "" && !f.Fence {
 		for i := len(s.queue) - 1; i >= 0; i-- {
 			if old := s.queue[i]; old.Entity == f.Entity {
+				if old.Fence {
+					break
+				}
 				s.queued += n - len(old.Wire(s.Variant))
 				s.queue[i] = f
 				s.Dirty = true

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,13 +70,15 @@ type Session struct {
 	Subs    map[string]*Sub
 	Dirty   bool // queued frames since the last flush
 	Removed bool // no longer in the shard's indexes
-	Pos     *Position
-}
 
-// Position is where a session stands on a map. Owned by the shard worker.
-type Position struct {
-	Map  string
-	X, Y float64
+	// Guarded by PlaceMu: the map the session stands on ("" for none), and
+	// whether it left the node for good. The hub holds PlaceMu while it hands a
+	// session's move to a map, so a session's moves, map changes and removal
+	// reach the maps in the order they were made, whichever goroutine makes them
+	// (its connection, the server API, its disconnect). Only the hub uses these.
+	PlaceMu sync.Mutex
+	Map     string
+	Gone    bool
 }
 
 // Sub is one subscription's delivery state. Owned by the shard worker.

@@ -55,8 +55,8 @@
 // # Concurrency
 //
 // A Grid has no locks and starts no goroutines. It belongs to the one hub
-// shard worker that owns its map, and every method, queries included, must
-// be called from that goroutine; sharing it would put a lock on the hottest
+// goroutine that owns its map (the map's worker, see package hub), and every
+// method, queries included, must be called from that goroutine; sharing it would put a lock on the hottest
 // path, which is what the single-owner design avoids. Query callbacks run
 // synchronously on the same goroutine and must not modify the Grid: a
 // swap-remove during the scan would skip or repeat members. To react to a
