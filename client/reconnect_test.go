@@ -387,3 +387,82 @@ func TestReconnectDuringResubscribe(t *testing.T) {
 		none(t, h.reconnects, "second reconnect")
 	})
 }
+
+// TestChurnAcrossReconnects subscribes and unsubscribes many topics at once
+// while the connection is cut again as soon as it is back, then checks that the
+// node delivers exactly the topics the client ended up subscribed to.
+func TestChurnAcrossReconnects(t *testing.T) {
+	n := servertest.Start(t, func(c *config.Config) {
+		c.Gateway.MessageRate, c.Gateway.MessageBurst = 1e6, 1e6
+	})
+	eachVariant(t, func(t *testing.T, v variant) {
+		p := newProxy(t, hostOf(t, v.url(n)))
+		cfg := v.config(n, p)
+		cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 5*time.Millisecond
+		cfg.MaxRetries = 1000
+		h := newHooks()
+		c := dial(t, cfg, h)
+
+		const topics = 20
+		got := make(chan string, 1000)
+		handler := func(m client.Message) { got <- m.Topic }
+		stop := make(chan struct{})
+		errs := make(chan error, topics)
+		cctx := ctx(t)
+		for i := range topics {
+			topic := fmt.Sprintf("churn.%s.%d", v.name, i)
+			go func() {
+				// Toggle until told to stop, then make sure of being subscribed.
+				// A drop may fail a call; nothing else may.
+				subscribed := false
+				for {
+					select {
+					case <-stop:
+						if subscribed {
+							errs <- nil
+							return
+						}
+					default:
+					}
+					var err error
+					if subscribed {
+						err = c.Unsubscribe(cctx, topic)
+					} else {
+						_, err = c.Subscribe(cctx, topic, handler)
+					}
+					switch {
+					case err == nil:
+						subscribed = !subscribed
+					case !errors.Is(err, client.ErrDisconnected):
+						errs <- fmt.Errorf("%s (subscribed %v): %w", topic, subscribed, err)
+						return
+					}
+				}
+			}()
+		}
+		for range 20 {
+			p.sever()
+			recv(t, h.reconnects, "reconnect")
+		}
+		close(stop)
+		for range topics {
+			if err := recv(t, errs, "the churn to settle"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The node delivers what it holds subscriptions for: every topic, once.
+		want := make(map[string]bool)
+		for i := range topics {
+			topic := fmt.Sprintf("churn.%s.%d", v.name, i)
+			publish(t, n, topic, 1)
+			want[topic] = true
+		}
+		for range topics {
+			topic := recv(t, got, "a message")
+			if !want[topic] {
+				t.Fatalf("unexpected or repeated message on %s", topic)
+			}
+			delete(want, topic)
+		}
+	})
+}
