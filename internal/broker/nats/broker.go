@@ -59,6 +59,7 @@ type Broker struct {
 	h      broker.Handler
 	cancel context.CancelFunc
 	ctlSub []*natsgo.Subscription
+	mux    *mux // replies to presence requests
 
 	closed atomic.Bool
 	stats  struct{ reconnects, filled, jumps, conflicts atomic.Uint64 }
@@ -212,7 +213,12 @@ func (b *Broker) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.ctlSub = []*natsgo.Subscription{ctl, direct}
+	b.mux = newMux(b.nc.NewInbox())
+	replies, err := b.nc.Subscribe(b.mux.prefix+">", b.mux.deliver)
+	if err != nil {
+		return err
+	}
+	b.ctlSub = []*natsgo.Subscription{ctl, direct, replies}
 	if err := b.nc.FlushWithContext(ctx); err != nil {
 		return err
 	}

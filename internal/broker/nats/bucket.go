@@ -159,18 +159,14 @@ func checkAck(m *natsgo.Msg) error {
 	return nil
 }
 
-// pipeline sends msgs as requests, each with its own reply subject under one
-// inbox, in chunks of pipelineChunk, and returns the replies in order: one
-// round trip per chunk instead of one per message. The server handles a
-// connection's messages in order, so to one stream they apply in order.
+// pipeline sends msgs as requests, each with its own reply subject, in
+// chunks of pipelineChunk, and returns the replies in order: one round trip
+// per chunk instead of one per message. The server handles a connection's
+// messages in order, so to one stream they apply in order.
 func (b *Broker) pipeline(ctx context.Context, msgs []*natsgo.Msg) ([]*natsgo.Msg, error) {
-	inbox := b.nc.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox + ".*")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	prefix := inbox + "."
+	ex := b.mux.open(min(len(msgs), pipelineChunk))
+	defer ex.end()
+	prefix := ex.reply + "."
 	replies := make([]*natsgo.Msg, len(msgs))
 	for from := 0; from < len(msgs); from += pipelineChunk {
 		to := min(from+pipelineChunk, len(msgs))
@@ -181,12 +177,7 @@ func (b *Broker) pipeline(ctx context.Context, msgs []*natsgo.Msg) ([]*natsgo.Ms
 			}
 		}
 		for got := from; got < to; {
-			r, err := sub.NextMsgWithContext(ctx)
-			if errors.Is(err, natsgo.ErrNoResponders) {
-				// nats.go turns a 503 reply into this error, and which
-				// message it answered is lost; any of them means no stream.
-				return nil, errNoStream
-			}
+			r, err := ex.recv(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -238,24 +229,18 @@ type entry struct {
 // markers are skipped. complete is false when more than one batch was needed:
 // a single batch is read in isolation from writes, several are not.
 func (b *Broker) scan(ctx context.Context, bk bucket, filter string) (entries []entry, complete bool, err error) {
-	inbox := b.nc.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, false, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	// A batch and its end-of-batch status; one batch is outstanding at a time.
+	ex := b.mux.open(scanBatch + 1)
+	defer ex.end()
 	complete = true
 	for from := uint64(1); ; {
 		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: bk.prefix + filter, Batch: scanBatch})
-		if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+bk.stream, inbox, req); err != nil {
+		if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+bk.stream, ex.reply, req); err != nil {
 			return nil, false, err
 		}
 		n, lastSeq := 0, uint64(0)
 		for done := false; !done; {
-			m, err := sub.NextMsgWithContext(ctx)
-			if errors.Is(err, natsgo.ErrNoResponders) {
-				return nil, false, errNoStream
-			}
+			m, err := ex.recv(ctx)
 			if err != nil {
 				return nil, false, err
 			}

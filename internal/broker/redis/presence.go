@@ -220,9 +220,12 @@ func (b *Broker) UpdatePresence(ctx context.Context, node string, changes []brok
 		}
 		calls = append(calls, call{keys, args})
 	}
+	// Retryable: rueidis sends the whole pipeline again, in order, on a new
+	// connection when the first was dead (every pooled one is, once, after a
+	// Redis restart), and every change is idempotent.
 	cmds := make(rueidis.Commands, len(calls))
 	for i, c := range calls {
-		cmds[i] = b.pres.update.evalsha(b.client, c.keys, c.args)
+		cmds[i] = b.pres.update.evalsha(b.client, c.keys, c.args).ToRetryable()
 	}
 	resps := b.client.DoMulti(ctx, cmds...)
 	for i, resp := range resps {
@@ -234,7 +237,7 @@ func (b *Broker) UpdatePresence(ctx context.Context, node string, changes []brok
 		// applied before an earlier one; each change is idempotent.
 		cmds = cmds[:0]
 		for _, c := range calls[i:] {
-			cmds = append(cmds, b.pres.update.eval(b.client, c.keys, c.args))
+			cmds = append(cmds, b.pres.update.eval(b.client, c.keys, c.args).ToRetryable())
 		}
 		copy(resps[i:], b.client.DoMulti(ctx, cmds...))
 		break
@@ -403,11 +406,11 @@ func (b *Broker) reapID(ctx context.Context, id string) error {
 		}
 		cmds := make(rueidis.Commands, 0, len(users)+len(topics))
 		for _, u := range users {
-			cmds = append(cmds, b.client.B().Srem().Key(b.userKey(u)).Member(id).Build())
+			cmds = append(cmds, b.client.B().Srem().Key(b.userKey(u)).Member(id).Build().ToRetryable())
 		}
 		for _, m := range topics {
 			if topic, user, ok := cutLen(m); ok {
-				cmds = append(cmds, b.client.B().Srem().Key(b.presKey(topic)).Member(idm+user).Build())
+				cmds = append(cmds, b.client.B().Srem().Key(b.presKey(topic)).Member(idm+user).Build().ToRetryable())
 			}
 		}
 		rctx, cancel = b.bound(ctx)
