@@ -30,7 +30,7 @@ const (
 //	demo.chat  {"room":"lobby","text":"hi"}
 //	                                → publishes {"user":…,"text":"hi"} to "chat.<room>"
 //	                                  as the player, answers {"offset":n}
-//	demo.move  {"map":"world","x":1,"y":2}
+//	demo.move  {"map":"demo","x":1,"y":2}
 //	                                → sets the session's position for region messages
 //	                                  and answers the position; on a Herald without
 //	                                  maps it only echoes the position ("region": false)
@@ -137,7 +137,7 @@ func (d *demoService) move(ctx context.Context, req *service.Request) ([]byte, e
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "move takes {\"map\": name, \"x\": number, \"y\": number}")
 	}
 	if in.Map == "" {
-		in.Map = "world"
+		in.Map = "demo" // the map of the default config
 	}
 	if math.IsNaN(in.X) || math.IsInf(in.X, 0) || math.IsNaN(in.Y) || math.IsInf(in.Y, 0) {
 		return nil, protocol.Errorf(codeBadMove, "x and y must be finite numbers")

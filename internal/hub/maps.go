@@ -104,7 +104,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("maps.%s: %w", name, err))
 			continue
 		}
-		if err := c.Maps[name].Validate(); err != nil {
+		if err := c.Maps[name].WithDefaults().Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("maps.%s.%w", name, err))
 		}
 	}

@@ -75,7 +75,7 @@ func TestRequestDemoService(t *testing.T) {
 			if !strings.Contains(string(got), `"topic":"room.r1"`) {
 				t.Fatalf("demo.join = %s", got)
 			}
-			got, err = c.Request(ctx, "demo.move", []byte(`{"map":"world","x":3,"y":4}`), nil)
+			got, err = c.Request(ctx, "demo.move", []byte(`{"map":"demo","x":3,"y":4}`), nil)
 			if err != nil {
 				t.Fatalf("demo.move: %v", err)
 			}
