@@ -11,8 +11,9 @@ import (
 // ErrLapsed is returned by presence updates for a node whose announcement is
 // not live in the shared store: it was never announced through this broker,
 // it left, its TTL ran out, or the store lost it (a restart without
-// persistence). Nothing of the call was applied. The node calls Announce,
-// which then reports resync, and re-sends its whole local state.
+// persistence). Nothing of the call was applied. The node calls Announce —
+// the next successful one for that node always reports resync — and
+// re-sends its whole local state.
 var ErrLapsed = errors.New("broker: node announcement lapsed")
 
 // NodeInfo is what a node announces about itself.
@@ -97,8 +98,9 @@ type PresenceEntry struct {
 //     restarted, or the node missed its TTL and was taken for dead): the
 //     goroutine drops its queued changes, takes a snapshot of its local
 //     users and topic memberships and sends it with UpdatePresence as
-//     UserAdded and TopicJoined changes, in batches, then carries on with
-//     changes made after the snapshot.
+//     UserAdded and TopicJoined changes, in batches of ~10,000 (one call
+//     holds its whole batch in memory), then carries on with changes made
+//     after the snapshot. A batch failing with ErrLapsed restarts step 2.
 //  3. Every ~100 ms: one UpdatePresence with the changes queued since the
 //     last flush (coalesced per user and topic). On ErrLapsed it drops them
 //     and goes to step 2 at once; on another error it keeps them for the

@@ -32,6 +32,10 @@ type announcement struct {
 	// Past it, updates fail with ErrLapsed rather than write registrations
 	// the reapers may already consider dead.
 	deadline time.Time
+	// lapsed is set when an update failed with ErrLapsed: its caller dropped
+	// the changes, so the next Announce must claim anew and report resync
+	// even if the live record is still there.
+	lapsed bool
 }
 
 // liveRecord is the value of live.<node>.
@@ -65,16 +69,15 @@ func (b *Broker) Announce(ctx context.Context, info broker.NodeInfo, ttl time.Du
 	b.presMu.Lock()
 	cur, ok := b.anns[info.Name]
 	b.presMu.Unlock()
-	if ok {
+	if ok && !cur.lapsed {
 		sent := time.Now()
 		seq, err := b.putLive(ctx, subj, cur.inc, info, sent, recTTL, jetstream.WithExpectLastSequencePerSubject(cur.seq))
-		if err == nil {
-			b.setAnnouncement(info.Name, announcement{inc: cur.inc, seq: seq, deadline: sent.Add(ttl)})
+		if err == nil && b.refreshed(info.Name, announcement{inc: cur.inc, seq: seq, deadline: sent.Add(ttl)}) {
 			b.kickReaper()
 			return false, nil
 		}
 		var apiErr *jetstream.APIError
-		lapsed := errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		lapsed := err == nil || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 		if !lapsed && !errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return false, b.fail("announce", info.Name, err)
@@ -120,18 +123,33 @@ func (b *Broker) setAnnouncement(node string, a announcement) {
 	b.presMu.Unlock()
 }
 
-// current returns node's announcement if it has not run out.
+// refreshed records a refresh of node's announcement, unless an update
+// refused since then found it lapsed: the caller must claim anew instead.
+func (b *Broker) refreshed(node string, a announcement) bool {
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	if cur := b.anns[node]; cur.inc != a.inc || cur.lapsed {
+		return false
+	}
+	b.anns[node] = a
+	return true
+}
+
+// current returns node's announcement if it has not run out, and marks it
+// lapsed otherwise: the caller drops the changes it is refused.
 func (b *Broker) current(node string) (announcement, bool) {
 	b.presMu.Lock()
 	defer b.presMu.Unlock()
 	a, ok := b.anns[node]
-	if ok && !time.Now().Before(a.deadline) {
-		// The next Announce must claim anew and report resync, since the
-		// caller drops the changes this refusal returns.
-		delete(b.anns, node)
-		ok = false
+	if !ok || a.lapsed {
+		return a, false
 	}
-	return a, ok
+	if !time.Now().Before(a.deadline) {
+		a.lapsed = true
+		b.anns[node] = a
+		return a, false
+	}
+	return a, true
 }
 
 // Leave drops the node's live record (if it is still this broker's), then
@@ -265,8 +283,9 @@ func (b *Broker) UpdatePresence(ctx context.Context, node string, changes []brok
 		// The buckets are gone and this node's registrations with them;
 		// Announce recreates them and reports resync.
 		b.presMu.Lock()
-		if b.anns[node].inc == a.inc {
-			delete(b.anns, node)
+		if cur := b.anns[node]; cur.inc == a.inc {
+			cur.lapsed = true
+			b.anns[node] = cur
 		}
 		b.presMu.Unlock()
 		return fmt.Errorf("nats: update presence of %q: %w", node, broker.ErrLapsed)
