@@ -24,6 +24,9 @@ func TestReconnectResumes(t *testing.T) {
 		p := newProxy(t, hostOf(t, v.url(n)))
 		cfg := v.config(n, p)
 		cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 10*time.Millisecond
+		// The redial waits at the proxy while the test publishes; it must not
+		// time out and come again, which the connection count below would see.
+		cfg.DialTimeout = waitFor
 		h := newHooks()
 		c := dial(t, cfg, h)
 		first := c.Session()
