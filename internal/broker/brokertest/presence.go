@@ -234,6 +234,29 @@ func runPresence(t *testing.T, f Factory) {
 		}
 	})
 
+	t.Run("PresenceCrowdedTopic", func(t *testing.T) {
+		// More users than some backends return in one read.
+		b, _ := start(t, f, "n1")
+		p := presence(t, b)
+		node, topic := unique(t, "node"), uniqueTopic(t)
+		announce(t, p, node, longTTL)
+		const n = 2500
+		changes := make([]broker.Change, n)
+		for i := range changes {
+			changes[i] = joined(topic, fmt.Sprintf("user-%05d", i))
+		}
+		update(t, p, node, changes...)
+		got := topicUsers(t, p, topic)
+		if len(got) != n {
+			t.Fatalf("TopicUsers has %d entries, want %d", len(got), n)
+		}
+		for i, e := range got {
+			if want := fmt.Sprintf("user-%05d", i); e.User != want || e.Node != node {
+				t.Fatalf("entry %d = %+v, want %s on %s", i, e, want, node)
+			}
+		}
+	})
+
 	t.Run("PresenceRefusesBadChanges", func(t *testing.T) {
 		b, _ := start(t, f, "n1")
 		p := presence(t, b)

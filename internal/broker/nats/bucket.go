@@ -225,50 +225,87 @@ type entry struct {
 }
 
 // scan returns the value of every key of bk matching filter (a subject under
-// the bucket's prefix), in stream order, with batched direct gets. Purge
-// markers are skipped. complete is false when more than one batch was needed:
-// a single batch is read in isolation from writes, several are not.
+// the bucket's prefix), with direct gets. Purge markers are skipped.
+// complete is false when the keys were read in several parts: one request is
+// answered in isolation from writes, several are not.
+//
+// One "last message per subject" request finds the keys through the
+// stream's subject index, however many other keys the bucket holds; a
+// paged scan of the stream in sequence order took 8ms per UserNodes among
+// 300,000 users. The server answers at most maxMultiLast keys that way, so
+// a filter matching more (a crowded topic) is read in pages.
 func (b *Broker) scan(ctx context.Context, bk bucket, filter string) (entries []entry, complete bool, err error) {
-	// A batch and its end-of-batch status; one batch is outstanding at a time.
+	// One batch and its end-of-batch status are outstanding at a time.
 	ex := b.mux.open(scanBatch + 1)
 	defer ex.end()
-	complete = true
+	req, _ := json.Marshal(multiLastRequest{MultiLast: []string{bk.prefix + filter}, Batch: maxMultiLast})
+	entries, _, _, err = b.getBatch(ctx, ex, bk, req)
+	if !errors.Is(err, errTooMany) {
+		return entries, err == nil, err
+	}
+	entries = entries[:0]
 	for from := uint64(1); ; {
 		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: bk.prefix + filter, Batch: scanBatch})
-		if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+bk.stream, ex.reply, req); err != nil {
+		var n int
+		var lastSeq uint64
+		if entries, n, lastSeq, err = b.getBatch(ctx, ex, bk, req, entries...); err != nil {
 			return nil, false, err
 		}
-		n, lastSeq := 0, uint64(0)
-		for done := false; !done; {
-			m, err := ex.recv(ctx)
-			if err != nil {
-				return nil, false, err
-			}
-			switch status := m.Header.Get(statusHdr); status {
-			case "":
-			case "204", "404": // end of batch; nothing (more) stored
-				done = true
-				continue
-			case "503":
-				return nil, false, errNoStream
-			default:
-				return nil, false, fmt.Errorf("nats: direct get: status %s %s", status, m.Header.Get(descrHdr))
-			}
-			n++
-			lastSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if m.Header.Get(hdrKVOperation) != "" || m.Header.Get(hdrMarker) != "" {
-				continue
-			}
-			subj := m.Header.Get(jetstream.SubjectHeader)
-			if !strings.HasPrefix(subj, bk.prefix) {
-				continue
-			}
-			entries = append(entries, entry{key: subj[len(bk.prefix):], data: m.Data})
-		}
 		if n < scanBatch || lastSeq == 0 {
-			return entries, complete, nil
+			return entries, false, nil
 		}
-		from, complete = lastSeq+1, false
+		from = lastSeq + 1
+	}
+}
+
+// multiLastRequest asks for the last message of every subject matching one
+// of MultiLast.
+type multiLastRequest struct {
+	MultiLast []string `json:"multi_last"`
+	Batch     int      `json:"batch"`
+}
+
+const (
+	// maxMultiLast is the most subjects nats-server answers a multi_last
+	// request for; past it, it answers 413.
+	maxMultiLast = 1024
+)
+
+var errTooMany = errors.New("nats: direct get: too many results")
+
+// getBatch sends one direct get request and appends the entries answered to
+// entries, returning how many messages came and the last one's sequence.
+func (b *Broker) getBatch(ctx context.Context, ex *exchange, bk bucket, req []byte, entries ...entry) ([]entry, int, uint64, error) {
+	if err := b.nc.PublishRequest(b.apiPrefix+"DIRECT.GET."+bk.stream, ex.reply, req); err != nil {
+		return nil, 0, 0, err
+	}
+	n, lastSeq := 0, uint64(0)
+	for {
+		m, err := ex.recv(ctx)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		switch status := m.Header.Get(statusHdr); status {
+		case "":
+		case "204", "404": // end of batch; nothing (more) stored
+			return entries, n, lastSeq, nil
+		case "413":
+			return entries, n, lastSeq, errTooMany
+		case "503":
+			return nil, 0, 0, errNoStream
+		default:
+			return nil, 0, 0, fmt.Errorf("nats: direct get: status %s %s", status, m.Header.Get(descrHdr))
+		}
+		n++
+		lastSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if m.Header.Get(hdrKVOperation) != "" || m.Header.Get(hdrMarker) != "" {
+			continue
+		}
+		subj := m.Header.Get(jetstream.SubjectHeader)
+		if !strings.HasPrefix(subj, bk.prefix) {
+			continue
+		}
+		entries = append(entries, entry{key: subj[len(bk.prefix):], data: m.Data})
 	}
 }
 
