@@ -33,6 +33,12 @@ import (
 // announcement's. Removing one registration stores a purge marker (rollup,
 // one-second TTL) on its key: an ordinary publish, pipelined like additions,
 // that JetStream drops a second later.
+//
+// JetStream cannot make a write conditional on another key, so an update
+// still in flight when its node's record expired can land after a reaper
+// purged that announcement: the entry is never counted (its announcement is
+// dead) but stays until the bucket is purged. The broker narrows the window
+// by refusing updates once the record may have expired by its own clock.
 const (
 	bucketNodes  = "nodes"
 	bucketUsers  = "users"
