@@ -110,7 +110,15 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // Shutdown stops serving.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops the admin API, waiting within ctx for requests in progress. Idle
+// keep-alive connections that never sent a request are not closed by net/http's
+// graceful shutdown for seconds, so once ctx ends whatever is left is closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.http.Shutdown(ctx); err != nil {
+		return s.http.Close()
+	}
+	return nil
+}
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {

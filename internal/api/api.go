@@ -52,8 +52,10 @@ func (s *Service) Publish(ctx context.Context, topic string, data []byte) (broke
 
 // PublishAs is Publish with user recorded as the publisher, shown to subscribers.
 func (s *Service) PublishAs(ctx context.Context, topic, user string, data []byte) (broker.Position, error) {
-	if topic == "" || len(topic) > s.maxTopic {
-		return broker.Position{}, protocol.Errorf(protocol.CodeBadTopic, "topic must be 1 to %d bytes", s.maxTopic)
+	// The rule clients' topics follow: a topic clients could never subscribe to is
+	// a mistake, not a publication.
+	if err := s.checkTopic(topic); err != nil {
+		return broker.Position{}, err
 	}
 	if err := s.checkData(data); err != nil {
 		return broker.Position{}, err
