@@ -510,3 +510,32 @@ func TestHeartbeatTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestServerSideSubscription checks that topic messages of a subscription a game
+// service made for the session (demo.join subscribes it to room.<room>) reach
+// OnMessage rather than being dropped for want of a local subscription.
+func TestServerSideSubscription(t *testing.T) {
+	n := servertest.Start(t, nil)
+	h := newHooks()
+	c := dial(t, variants[0].config(n, nil), h)
+	if _, err := c.Request(ctx(t), "demo.join", []byte(`{"room":"r1"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The server API applies a subscription shortly after answering; publish until
+	// one arrives.
+	deadline := time.Now().Add(waitFor)
+	for {
+		n.API(t, "/api/publish", map[string]any{"topic": "room.r1", "data": "hello room"}, nil)
+		select {
+		case m := <-h.messages:
+			if m.Kind != protocol.Kind_KIND_TOPIC || m.Topic != "room.r1" {
+				continue // the join announcement, or another kind
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message of the server-side subscription reached OnMessage")
+		}
+	}
+}

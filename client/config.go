@@ -72,8 +72,11 @@ type Config struct {
 	// Logger receives the client's diagnostics. Default: discarded.
 	Logger *slog.Logger
 
-	// OnMessage receives msg frames that belong to no subscription: broadcast, push
-	// and region. Default nil: dropped. Message.Data is the handler's to keep.
+	// OnMessage receives msg frames that belong to no subscription of this client:
+	// broadcast, push and region messages, and topic messages of subscriptions a
+	// game service made for this session on the server (they are not renewed by
+	// the client after a reconnect; the game does that). Default nil: dropped.
+	// Message.Data is the handler's to keep.
 	OnMessage func(Message)
 	// OnEvent receives enter and leave events. Default nil: dropped.
 	OnEvent func(Event)

@@ -107,8 +107,16 @@ func (c *Client) deliver(e *protocol.Envelope) {
 		return
 	}
 	s := (*c.subs.Load())[e.Topic]
-	if s == nil || !s.active {
-		return // unsubscribed, or not confirmed on this connection yet
+	if s == nil {
+		// A subscription the game made for this session on the server (a game
+		// service's Subscribe), which this client never asked for.
+		if fn := c.s.OnMessage; fn != nil {
+			fn(message(e))
+		}
+		return
+	}
+	if !s.active {
+		return // not confirmed on this connection yet
 	}
 	if e.Offset != 0 {
 		if e.Epoch == s.pos.Epoch && e.Offset <= s.pos.Offset {
