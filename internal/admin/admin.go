@@ -1,7 +1,8 @@
 // Package admin is the operator's and game server's HTTP side: the server API
-// (publish, broadcast, push, kick), stats, health, Prometheus metrics and pprof.
-// It binds to loopback unless configured otherwise; when an API key is set every
-// /api/ call must present it, and the key is compared in constant time.
+// (publish, broadcast, push, kick, region broadcast, positions), stats, health,
+// Prometheus metrics and pprof. It binds to loopback unless configured
+// otherwise; when an API key is set every /api/ call must present it, and the
+// key is compared in constant time.
 package admin
 
 import (
@@ -66,6 +67,8 @@ func New(cfg Config, svc *api.Service, stats func() any, reg *prometheus.Registr
 	mux.HandleFunc("POST /api/kick", s.auth(s.kick))
 	mux.HandleFunc("POST /api/region", s.auth(s.region))
 	mux.HandleFunc("POST /api/position", s.auth(s.position))
+	mux.HandleFunc("GET /api/nodes", s.auth(s.nodes))
+	mux.HandleFunc("GET /api/presence", s.auth(s.presence))
 	mux.HandleFunc("GET /api/stats", s.auth(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.stats()) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

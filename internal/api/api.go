@@ -139,10 +139,71 @@ func (s *Service) control(ctx context.Context, c *broker.Control) error {
 	if err != nil {
 		return fmt.Errorf("api: encode control: %w", err)
 	}
+	if c.User != "" && c.Session == "" {
+		if reg, ok := s.broker.(userRegistry); ok {
+			return s.toUser(ctx, reg, c.User, b)
+		}
+	}
 	if err := s.broker.Broadcast(ctx, b); err != nil {
 		return unavailable(err)
 	}
 	return nil
+}
+
+// userRegistry is the part of a clustered broker that knows which nodes hold a
+// user (see broker.Presence).
+type userRegistry interface {
+	UserNodes(ctx context.Context, user string) ([]string, error)
+	SendNode(ctx context.Context, node string, data []byte) error
+}
+
+// toUser sends a control message only to the nodes holding user, so a push to one
+// player costs one message per node it is on, not one per node of the cluster. If
+// the registry cannot answer, every node gets it: slower, never lost.
+func (s *Service) toUser(ctx context.Context, reg userRegistry, user string, b []byte) error {
+	nodes, err := reg.UserNodes(ctx, user)
+	if err != nil {
+		if err := s.broker.Broadcast(ctx, b); err != nil {
+			return unavailable(err)
+		}
+		return nil
+	}
+	for _, node := range nodes {
+		if err := reg.SendNode(ctx, node, b); err != nil {
+			return unavailable(err)
+		}
+	}
+	return nil
+}
+
+// Nodes lists the live nodes of the cluster with their counts.
+func (s *Service) Nodes(ctx context.Context) ([]broker.NodeInfo, error) {
+	p, ok := s.broker.(broker.Presence)
+	if !ok {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "this broker keeps no presence")
+	}
+	nodes, err := p.Nodes(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return nodes, nil
+}
+
+// Presence lists the users subscribed to topic across the cluster, with the node
+// each is connected to.
+func (s *Service) Presence(ctx context.Context, topic string) ([]broker.PresenceEntry, error) {
+	if err := s.checkTopic(topic); err != nil {
+		return nil, err
+	}
+	p, ok := s.broker.(broker.Presence)
+	if !ok {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "this broker keeps no presence")
+	}
+	users, err := p.TopicUsers(ctx, topic)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return users, nil
 }
 
 func unavailable(err error) error {

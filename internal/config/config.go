@@ -58,6 +58,8 @@ type Config struct {
 	Admin admin.Config `koanf:"admin"`
 	// Broker picks and tunes the broker that carries messages between nodes.
 	Broker Broker `koanf:"broker"`
+	// Cluster tunes what nodes share about themselves through the broker.
+	Cluster Cluster `koanf:"cluster"`
 	// Discovery picks and tunes where game service instances are found.
 	Discovery Discovery `koanf:"discovery"`
 	// Router sends client requests (req, route "service.method") to game services:
@@ -121,6 +123,17 @@ type Broker struct {
 	NATS nats.Config `koanf:"nats"`
 }
 
+// Cluster tunes the registry of nodes, users and topic presence kept in the broker.
+type Cluster struct {
+	// PresenceTTL is how long a node stays listed (and its users reachable by
+	// pushes) after it stops announcing itself; it announces every third of it.
+	// Default 15s.
+	PresenceTTL time.Duration `koanf:"presence_ttl"`
+	// PresenceFlush is how often a node sends its users' and subscriptions'
+	// changes to the registry, batched. Default 100ms.
+	PresenceFlush time.Duration `koanf:"presence_flush"`
+}
+
 // Discovery picks where game service instances are found.
 type Discovery struct {
 	// Kind is "static" (instances listed in discovery.static) or "etcd". Default "static".
@@ -147,6 +160,7 @@ func Default() Config {
 		},
 		Log:       Log{Level: "info", Format: "text"},
 		Drain:     Drain{Timeout: 10 * time.Second},
+		Cluster:   Cluster{PresenceTTL: 15 * time.Second, PresenceFlush: 100 * time.Millisecond},
 		Transport: transport.Config{}.WithDefaults(),
 		Session:   session.Config{}.WithDefaults(),
 		Hub:       hub.Config{}.WithDefaults(),
@@ -191,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.Drain.Timeout <= 0 {
 		bad("drain.timeout", "must be positive")
+	}
+	if c.Cluster.PresenceTTL < time.Second {
+		bad("cluster.presence_ttl", "%s is below 1s", c.Cluster.PresenceTTL)
 	}
 	if c.Session.MaxQueueBytes < c.Transport.MaxFrameSize {
 		bad("session.max_queue_bytes", "%d is smaller than transport.max_frame_size %d: one reply could not be queued",

@@ -130,6 +130,12 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = d.Log.Format
 	}
+	if c.Cluster.PresenceTTL <= 0 {
+		c.Cluster.PresenceTTL = d.Cluster.PresenceTTL
+	}
+	if c.Cluster.PresenceFlush <= 0 {
+		c.Cluster.PresenceFlush = d.Cluster.PresenceFlush
+	}
 	if c.Drain.Timeout <= 0 {
 		c.Drain.Timeout = d.Drain.Timeout
 	}

@@ -81,6 +81,7 @@ type Hub struct {
 	shards           []*shard
 	maps             map[string]*worldMap
 	heartbeatTimeout time.Duration
+	presence         *presence // nil unless EnablePresence
 
 	sessions sync.Map // session id → *session.Session
 	conns    atomic.Int64

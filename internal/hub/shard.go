@@ -292,6 +292,9 @@ func (sh *shard) add(s *session.Session) {
 	}
 	sh.sessions[s] = struct{}{}
 	if s.User != "" {
+		if p := sh.hub.presence; p != nil {
+			p.userUp(s.User)
+		}
 		set := sh.users[s.User]
 		if set == nil {
 			set = make(map[*session.Session]struct{})
@@ -307,6 +310,7 @@ func (sh *shard) remove(s *session.Session) {
 	}
 	s.Removed = true
 	sh.hub.unplace(s)
+	_, added := sh.sessions[s]
 	delete(sh.sessions, s)
 	if set := sh.users[s.User]; set != nil {
 		delete(set, s)
@@ -317,6 +321,12 @@ func (sh *shard) remove(s *session.Session) {
 	for topic := range s.Subs {
 		sh.unindex(s, topic)
 		sh.hub.release(topic)
+	}
+	if p := sh.hub.presence; p != nil && s.User != "" && added {
+		for topic := range s.Subs {
+			p.left(topic, s.User)
+		}
+		p.userDown(s.User)
 	}
 	clear(s.Subs)
 	s.Discard()
@@ -353,6 +363,9 @@ func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
 		return ErrTooManySubs
 	}
 	s.Subs[topic] = &session.Sub{Recovering: true, Lossy: lossy}
+	if p := sh.hub.presence; p != nil && s.User != "" {
+		p.joined(topic, s.User)
+	}
 	set := sh.topics[topic]
 	if set == nil {
 		set = make(map[*session.Session]struct{})
@@ -406,6 +419,9 @@ func (sh *shard) unsubscribe(s *session.Session, topic string) error {
 	}
 	delete(s.Subs, topic)
 	sh.unindex(s, topic)
+	if p := sh.hub.presence; p != nil && s.User != "" {
+		p.left(topic, s.User)
+	}
 	return nil
 }
 

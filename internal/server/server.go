@@ -57,6 +57,10 @@ type Server struct {
 	stopDemo       func()
 	deregisterNode func(context.Context)
 
+	// Set by Start when the broker keeps presence.
+	stopPresence context.CancelFunc
+	presenceDone chan struct{}
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -83,6 +87,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.hub = hub.New(cfg.Hub, b, cfg.Gateway.HeartbeatTimeout(), log.With("component", "hub"))
+	if _, ok := b.(broker.Presence); ok {
+		s.hub.EnablePresence()
+	}
 	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"),
 		gateway.WithRouter(s.router))
 
@@ -138,6 +145,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			_ = s.stop(context.Background())
 		}
 	}()
+	if p, ok := s.broker.(broker.Presence); ok {
+		if _, err := p.Announce(ctx, s.nodeInfo(), s.cfg.Cluster.PresenceTTL); err != nil {
+			return fmt.Errorf("server: announce node: %w", err)
+		}
+		pctx, cancel := context.WithCancel(context.Background())
+		s.stopPresence, s.presenceDone = cancel, make(chan struct{})
+		go s.runPresence(pctx, p)
+	}
 	if s.grpcAPI != nil {
 		if err := s.grpcAPI.Start(s.cfg.Listen.GRPC); err != nil {
 			return fmt.Errorf("server: grpc listener: %w", err)
@@ -254,6 +269,10 @@ func (s *Server) stop(ctx context.Context) error {
 		}
 		if err := s.reg.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("discovery: %w", err))
+		}
+		if s.stopPresence != nil {
+			s.stopPresence()
+			<-s.presenceDone
 		}
 		s.hub.Close()
 		if err := s.broker.Close(); err != nil && !errors.Is(err, broker.ErrClosed) {
