@@ -34,7 +34,15 @@ type Service struct {
 	maxTopic int
 	maxData  int
 	maps     Maps // nil: no maps, region calls answer not found
+	// routeUsers sends controls for a user only to the nodes the registry lists.
+	routeUsers bool
 }
+
+// WithUserRouting makes pushes, kicks and subscriptions addressed to a user go only
+// to the nodes holding the user, as the broker's presence registry knows them,
+// instead of to every node. Worth it in a cluster; a single node has nowhere else
+// to send.
+func WithUserRouting() Option { return func(s *Service) { s.routeUsers = true } }
 
 // New returns a Service. maxTopic and maxData bound topic names and payloads, in bytes.
 func New(b Broker, maxTopic, maxData int, opts ...Option) *Service {
@@ -139,7 +147,7 @@ func (s *Service) control(ctx context.Context, c *broker.Control) error {
 	if err != nil {
 		return fmt.Errorf("api: encode control: %w", err)
 	}
-	if c.User != "" && c.Session == "" {
+	if c.User != "" && c.Session == "" && s.routeUsers {
 		if reg, ok := s.broker.(userRegistry); ok {
 			return s.toUser(ctx, reg, c.User, b)
 		}
@@ -159,10 +167,12 @@ type userRegistry interface {
 
 // toUser sends a control message only to the nodes holding user, so a push to one
 // player costs one message per node it is on, not one per node of the cluster. If
-// the registry cannot answer, every node gets it: slower, never lost.
+// the registry cannot answer, or knows no node for the user (who may have just
+// connected: nodes send their changes every cluster.presence_flush), every node
+// gets it: slower, never lost.
 func (s *Service) toUser(ctx context.Context, reg userRegistry, user string, b []byte) error {
 	nodes, err := reg.UserNodes(ctx, user)
-	if err != nil {
+	if err != nil || len(nodes) == 0 {
 		if err := s.broker.Broadcast(ctx, b); err != nil {
 			return unavailable(err)
 		}

@@ -102,7 +102,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.tcp = transport.NewTCP(cfg.Transport, cfg.Listen.TCP, s.gw, log.With("component", "tcp"))
 	}
 	// One Service behind both doors, so the HTTP and gRPC APIs cannot drift apart.
-	svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize, api.WithMaps(s.hub))
+	apiOpts := []api.Option{api.WithMaps(s.hub)}
+	if kind, _ := config.BrokerKind(cfg.Broker.URL); kind != "memory" {
+		apiOpts = append(apiOpts, api.WithUserRouting())
+	}
+	svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize, apiOpts...)
 	if cfg.Listen.Admin != "off" {
 		s.admin = admin.New(cfg.Admin, svc, func() any { return s.Stats() }, s.metrics, log.With("component", "admin"))
 	}
