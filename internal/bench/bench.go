@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 )
@@ -39,7 +41,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		r.note("the open-files limit (%d) is below the %d connections asked for plus a margin: expect failures to open", limit, s.Conns)
 		log.Warn("bench: open-files limit too low", "limit", limit, "conns", s.Conns)
 	}
-	a := newAdmin(s.Admin, s.APIKey, 64)
+	a := newAdmin(s.Admin, s.APIKey, maxPublishers)
 	defer a.close()
 	if _, err := a.stats(ctx); err != nil {
 		return nil, fmt.Errorf("%w (the bench reads the node's figures from its admin API: set --admin)", err)
@@ -79,7 +81,8 @@ type sample struct {
 	at      time.Time
 	stats   ServerStats
 	self    time.Duration
-	busy    uint64 // machine busy clock ticks
+	busy    uint64 // machine clock ticks busy in processes
+	irq     uint64 // machine clock ticks in interrupts
 	total   uint64 // machine clock ticks
 	procOK  bool
 	statsOK bool
@@ -87,7 +90,7 @@ type sample struct {
 
 func takeSample(ctx context.Context, a *admin, log *slog.Logger) sample {
 	sm := sample{at: time.Now(), self: selfCPU()}
-	sm.busy, sm.total, sm.procOK = machineTicks()
+	sm.busy, sm.irq, sm.total, sm.procOK = machineTicks()
 	st, err := a.stats(ctx)
 	if err != nil {
 		log.Warn("bench: node stats unavailable", "err", err)
@@ -112,34 +115,43 @@ func (r *Report) window(from, to sample) {
 	if from.procOK && to.procOK && to.total > from.total {
 		n := runtime.NumCPU()
 		r.Machine.Cores = n
-		r.Machine.BusyCores = float64(to.busy-from.busy) / float64(to.total-from.total) * float64(n)
-		r.Machine.OtherCores = max(0, r.Machine.BusyCores-r.Server.CPUCores-r.Load.CPUCores)
+		ticks := float64(to.total - from.total)
+		r.Machine.IRQCores = float64(to.irq-from.irq) / ticks * float64(n)
+		r.Machine.BusyCores = float64(to.busy-from.busy)/ticks*float64(n) + r.Machine.IRQCores
+		r.Machine.OtherCores = max(0, r.Machine.BusyCores-r.Machine.IRQCores-r.Server.CPUCores-r.Load.CPUCores)
 	}
 }
 
-// machineTicks reads the machine's busy and total CPU clock ticks from the first
-// line of /proc/stat; ok is false where there is none.
-func machineTicks() (busy, total uint64, ok bool) {
+// machineTicks reads the machine's CPU clock ticks from the first line of
+// /proc/stat: busy in processes (user, nice, system), in interrupts (irq,
+// softirq: loopback traffic is processed there, outside any process's time), and
+// in all; ok is false where there is none.
+func machineTicks() (busy, irq, total uint64, ok bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	line, _, _ := bytes.Cut(b, []byte{'\n'})
 	fields := bytes.Fields(line)
-	if len(fields) < 5 || string(fields[0]) != "cpu" {
-		return 0, 0, false
+	if len(fields) < 8 || string(fields[0]) != "cpu" {
+		return 0, 0, 0, false
 	}
 	for i, f := range fields[1:] {
 		v, err := strconv.ParseUint(string(f), 10, 64)
 		if err != nil {
-			return 0, 0, false
+			return 0, 0, 0, false
 		}
-		total += v
-		if i != 3 && i != 4 { // idle and iowait
+		switch i {
+		case 0, 1, 2, 7: // user, nice, system, steal
 			busy += v
+		case 5, 6: // irq, softirq
+			irq += v
+		}
+		if i < 8 { // guest time is already counted in user
+			total += v
 		}
 	}
-	return busy, total, true
+	return busy, irq, total, true
 }
 
 // sleep waits d or until ctx ends, and reports whether it waited the whole d.
@@ -157,8 +169,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// profiles saves the node's profiles when asked: the CPU profile is taken over
-// the measured part, so it runs alongside it; it returns a wait for it.
+// startCPUProfile, when profiles are asked for, starts the node's CPU profile
+// over the measured part, and the load generator's own (bench-cpu.pprof): on one
+// machine the generator's cost per delivery bounds what the node can show. It
+// returns a function that ends the generator's profile and waits for the node's.
 func startCPUProfile(ctx context.Context, s *settings, a *admin, log *slog.Logger) func() {
 	if s.ProfileDir == "" {
 		return func() {}
@@ -171,7 +185,34 @@ func startCPUProfile(ctx context.Context, s *settings, a *admin, log *slog.Logge
 			log.Warn("bench: no CPU profile", "err", err)
 		}
 	}()
-	return func() { <-done }
+	self, err := startSelfProfile(s.ProfileDir)
+	if err != nil {
+		log.Warn("bench: no CPU profile of the load generator", "err", err)
+	}
+	return func() {
+		if self != nil {
+			pprof.StopCPUProfile()
+			if err := self.Close(); err != nil {
+				log.Warn("bench: load generator profile", "err", err)
+			}
+		}
+		<-done
+	}
+}
+
+func startSelfProfile(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, "bench-cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func saveProfiles(ctx context.Context, s *settings, a *admin, log *slog.Logger) {

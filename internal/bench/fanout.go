@@ -60,11 +60,11 @@ func runFanout(ctx context.Context, s *settings, a *admin, log *slog.Logger, r *
 	fo.to.Store(int64(fo.now()))
 	d1, p1 := fo.delivered(), fo.published()
 	end := takeSample(ctx, a, log)
+	stopCPU()
 	close(stop)
 	pubs.Wait()
 	r.window(start, end)
 	fo.drain(ctx, log)
-	stopCPU()
 	saveProfiles(ctx, s, a, log)
 	r.recordFleet(f)
 
@@ -233,18 +233,20 @@ type publisher struct {
 	buf []byte
 }
 
-// publish sends one stamped message to t. Publishes in flight when the run stops
-// are finished, not cancelled, so that every message is either acknowledged and
-// expected or failed and not.
-func (p *publisher) publish(ctx context.Context, t *ftopic) {
+// publish sends one stamped message to t, whose issued count the caller has
+// raised. Publishes in flight when the run stops are finished, not cancelled, so
+// that every message is either acknowledged and expected or failed and not.
+func (p *publisher) publish(ctx context.Context, t *ftopic) { p.publishAt(ctx, t, p.fo.now()) }
+
+// publishAt is publish with the send time to stamp.
+func (p *publisher) publishAt(ctx context.Context, t *ftopic, sent time.Duration) {
 	fo := p.fo
 	b := append(p.buf[:0], t.prefix...)
 	n := len(b)
 	b = slices.Grow(b, fo.s.Size+1)[:n+fo.s.Size]
-	fillPayload(b[n:], fo.now(), t.seq.Add(1))
+	fillPayload(b[n:], sent, t.seq.Add(1))
 	b = append(b, '}')
 	p.buf = b
-	t.issued.Add(1)
 	if _, err := fo.a.publish(ctx, b); err != nil {
 		t.issued.Add(^uint64(0))
 		if ctx.Err() == nil {
@@ -258,15 +260,53 @@ func (p *publisher) publish(ctx context.Context, t *ftopic) {
 	t.published.Add(1)
 }
 
+// reserve counts one more message issued to t if its connected subscribers have
+// fewer than window of its messages outstanding on average.
+func (t *ftopic) reserve(window uint64) bool {
+	for {
+		issued, alive := t.issued.Load(), t.alive.Load()
+		if alive <= 0 {
+			return false
+		}
+		want, got := issued*uint64(alive), t.deliv.load()
+		if want > got && want-got >= window*uint64(alive) {
+			return false
+		}
+		if t.issued.CompareAndSwap(issued, issued+1) {
+			return true
+		}
+	}
+}
+
+// maxPublishers bounds the publish calls in flight. Many are needed: each call
+// waits for the load generator's scheduler, whose run queue holds the readers of
+// thousands of connections at full speed, so one call can take tens of
+// milliseconds, and the messages in flight are what lets the node batch.
+const maxPublishers = 128
+
+// publishers is how many goroutines publish for T topics with window messages in
+// flight each: enough that every message of every window can be in flight.
+func publishers(topics, window int) int { return max(1, min(maxPublishers, topics*window)) }
+
 // closedLoop starts publishers that keep each topic at most InFlight messages
 // ahead of its deliveries: a topic whose connected subscribers have fewer than
-// InFlight of its messages outstanding on average gets the next one.
+// InFlight of its messages outstanding on average gets the next one. With fewer
+// topics than publishers each topic has several; with more, each publisher
+// serves every n-th topic.
 func (fo *fanout) closedLoop(ctx context.Context, stop <-chan struct{}, wg *sync.WaitGroup) {
-	n := min(len(fo.topics), 64)
-	for g := range n {
+	n := publishers(len(fo.topics), fo.s.InFlight)
+	window := uint64(fo.s.InFlight)
+	for w := range n {
+		var own []*ftopic
+		if len(fo.topics) < n {
+			own = []*ftopic{fo.topics[w%len(fo.topics)]}
+		} else {
+			for k := w; k < len(fo.topics); k += n {
+				own = append(own, fo.topics[k])
+			}
+		}
 		wg.Go(func() {
 			p := &publisher{fo: fo}
-			window := uint64(fo.s.InFlight)
 			for {
 				select {
 				case <-stop:
@@ -276,14 +316,8 @@ func (fo *fanout) closedLoop(ctx context.Context, stop <-chan struct{}, wg *sync
 				default:
 				}
 				sent := false
-				for k := g; k < len(fo.topics); k += n {
-					t := fo.topics[k]
-					alive := t.alive.Load()
-					if alive <= 0 {
-						continue
-					}
-					want := t.issued.Load() * uint64(alive)
-					if d := t.deliv.load(); want <= d || want-d < window*uint64(alive) {
+				for _, t := range own {
+					if t.reserve(window) {
 						p.publish(ctx, t)
 						sent = true
 					}
@@ -298,43 +332,44 @@ func (fo *fanout) closedLoop(ctx context.Context, stop <-chan struct{}, wg *sync
 	}
 }
 
-// pacedWorkers is how many publish calls may be in flight at a target rate: the
-// admin API answers one per round trip per connection, and a rate of thousands
-// of messages per second needs several at once.
-const pacedWorkers = 16
-
 // paced starts publishers that publish s.Rate messages per second in all, round
 // robin over the topics, on a schedule fixed from the start, so that a late
-// publish is followed by quicker ones rather than lowering the rate.
+// publish is followed by quicker ones rather than lowering the rate. The send
+// time stamped in each payload is the schedule's, not the moment a publisher got
+// to it, so that a publisher held up does not hide the wait from the latency.
 func (fo *fanout) paced(ctx context.Context, stop <-chan struct{}, wg *sync.WaitGroup) {
-	tasks := make(chan *ftopic, pacedWorkers)
-	for range pacedWorkers {
+	type task struct {
+		t    *ftopic
+		when time.Duration
+	}
+	tasks := make(chan task, maxPublishers)
+	for range maxPublishers {
 		wg.Go(func() {
 			p := &publisher{fo: fo}
-			for t := range tasks {
-				p.publish(ctx, t)
+			for tk := range tasks {
+				tk.t.issued.Add(1)
+				p.publishAt(ctx, tk.t, tk.when)
 			}
 		})
 	}
 	wg.Go(func() {
 		defer close(tasks)
-		start := time.Now()
-		var sent uint64
+		start := fo.now()
+		period := time.Duration(float64(time.Second) / fo.s.Rate)
 		timer := time.NewTimer(0)
 		defer timer.Stop()
-		for {
-			due := uint64(time.Since(start).Seconds()*fo.s.Rate) + 1
-			for ; sent < due; sent++ {
+		for sent := uint64(0); ; {
+			now := fo.now()
+			for ; start+time.Duration(sent)*period <= now; sent++ {
 				select {
-				case tasks <- fo.topics[sent%uint64(len(fo.topics))]:
+				case tasks <- task{fo.topics[sent%uint64(len(fo.topics))], start + time.Duration(sent)*period}:
 				case <-stop:
 					return
 				case <-ctx.Done():
 					return
 				}
 			}
-			next := start.Add(time.Duration(float64(sent) / fo.s.Rate * float64(time.Second)))
-			timer.Reset(max(time.Until(next), 0))
+			timer.Reset(start + time.Duration(sent)*period - fo.now())
 			select {
 			case <-timer.C:
 			case <-stop:

@@ -69,6 +69,9 @@ type ProcessReport struct {
 type MachineReport struct {
 	Cores     int     `json:"cores"`
 	BusyCores float64 `json:"busy_cores"`
+	// IRQCores is time in interrupt handlers, where the kernel moves loopback
+	// traffic: part of the run's cost that neither process is charged for.
+	IRQCores float64 `json:"irq_cores"`
 	// OtherCores is busy time neither the node nor the load generator spent: when
 	// it is high, something else shared the machine and the figures are not clean.
 	OtherCores float64 `json:"other_cores"`
@@ -201,7 +204,8 @@ func (r *Report) Print(w io.Writer) error {
 	row("node", "%.2f", r.Server.CPUCores)
 	row("load generator", "%.2f", r.Load.CPUCores)
 	if r.Machine.Cores > 0 {
-		row("whole machine", "%.2f of %d  (other: %.2f)", r.Machine.BusyCores, r.Machine.Cores, r.Machine.OtherCores)
+		row("kernel interrupts (loopback)", "%.2f", r.Machine.IRQCores)
+		row("whole machine", "%.2f of %d  (other processes: %.2f)", r.Machine.BusyCores, r.Machine.Cores, r.Machine.OtherCores)
 	}
 	a := r.Server.After
 	head("node " + a.Node)
