@@ -203,9 +203,20 @@ func (h *Hub) Subscribe(ctx context.Context, s *session.Session, topic string) e
 		return err
 	}
 	lossy := h.IsLossy(topic)
-	err := h.shardOf(s).call(ctx, func(sh *shard) error { return sh.subscribe(s, topic, lossy) })
+	sh := h.shardOf(s)
+	err := sh.call(ctx, func(sh *shard) error { return sh.subscribe(s, topic, lossy) })
 	if err != nil {
 		h.release(topic)
+		if ctx.Err() != nil {
+			// The worker may still run the subscribe after the caller gave up;
+			// undo it then, or the session would hold a subscription that never
+			// completes and that no topic reference accounts for.
+			sh.command(func(sh *shard) {
+				if sub := s.Subs[topic]; sub != nil && sub.Recovering {
+					_ = sh.unsubscribe(s, topic)
+				}
+			})
+		}
 	}
 	return err
 }
