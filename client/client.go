@@ -23,6 +23,10 @@ type Client struct {
 	exited chan struct{} // closed when the run goroutine returns
 	done   chan struct{} // closed when the client stopped for good
 
+	// at indexes s.targets: the address of the current (or last) connection.
+	// Set by Dial, then owned by the run goroutine.
+	at int
+
 	nextID atomic.Uint64
 	// subs is replaced whole under mu and read without a lock by the reader.
 	subs atomic.Pointer[subMap]
@@ -37,8 +41,10 @@ type Client struct {
 }
 
 // Dial connects to cfg.URL and completes the connect handshake, within ctx and
-// cfg.DialTimeout. It does not retry: a failed Dial returns the error (a
-// *protocol.Error when the server refused the connect) and leaves nothing running.
+// cfg.DialTimeout. It does not retry: when the connection fails it tries each of
+// cfg.URLs once, in order, and then returns the error (a *protocol.Error when a
+// server refused the connect; all of them, joined, when several addresses
+// failed), leaving nothing running. A terminal refusal is not tried elsewhere.
 // After Dial, the client reconnects on its own until Close or until it gives up.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	s, err := cfg.settings()
@@ -52,9 +58,25 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		done:   make(chan struct{}),
 	}
 	c.subs.Store(&subMap{})
-	cn, err := c.dial(ctx)
-	if err != nil {
-		return nil, err
+	var errs []error
+	var cn *conn
+	for i, tg := range s.targets {
+		if cn, err = c.dial(ctx, tg); err == nil {
+			c.at = i
+			break
+		}
+		errs = append(errs, err)
+		var term *terminalError
+		if errors.As(err, &term) || ctx.Err() != nil {
+			// Another node of the cluster would refuse the same way.
+			break
+		}
+	}
+	if cn == nil {
+		if len(errs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, errors.Join(errs...)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.install(cn)
@@ -197,7 +219,10 @@ func (c *Client) reconnect(drop error) *conn {
 			c.finish(ErrClosed)
 			return nil
 		}
-		cn, err := c.dial(c.ctx)
+		// Past the node that dropped first: when it is gone, the next attempt
+		// already reaches one that may be alive.
+		at := (c.at + 1 + attempt) % len(c.s.targets)
+		cn, err := c.dial(c.ctx, c.s.targets[at])
 		if c.ctx.Err() != nil {
 			if err == nil {
 				cn.fail(ErrClosed)
@@ -211,10 +236,11 @@ func (c *Client) reconnect(drop error) *conn {
 				c.finish(err)
 				return nil
 			}
-			c.log.Debug("herald redial failed", "attempt", attempt+1, "err", err)
+			c.log.Debug("herald redial failed", "attempt", attempt+1, "url", c.s.targets[at].url, "err", err)
 			last = err
 			continue
 		}
+		c.at = at
 		cn.resumed = true
 		c.resubscribe(cn)
 		if !c.install(cn) {

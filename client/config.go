@@ -30,6 +30,16 @@ type Config struct {
 	// URL of the Herald node: ws://host:7000/ws, wss://host/ws or tcp://host:7001.
 	// Required.
 	URL string
+	// URLs are further nodes of the same cluster (any of the three schemes), for
+	// when the node at URL is gone. Dial tries URL, then each of URLs in turn; a
+	// redial after a drop starts with the address after the one that dropped and
+	// moves on to the next one at every failed attempt, wrapping around, so a
+	// client whose node was killed comes back on another node within as many
+	// attempts as there are addresses. List them in a different order for
+	// different clients (a rotation, or shuffled) to spread the clients of a lost
+	// node over the others. Resuming a subscription on another node is exact only
+	// when the nodes share a Redis or NATS broker. Default nil: URL only.
+	URLs []string
 	// Codec of every frame the client sends; the server answers in the same one.
 	// Default protocol.CodecJSON.
 	Codec protocol.Codec
@@ -95,28 +105,46 @@ type Config struct {
 	OnFail func(err error)
 }
 
-// settings is a Config with its defaults filled in and its URL parsed.
+// settings is a Config with its defaults filled in and its URLs parsed.
 type settings struct {
 	Config
+	targets []target // URL, then URLs
+}
+
+// target is one node's address.
+type target struct {
+	url  string
 	tcp  bool   // tcp:// rather than ws:// or wss://
 	addr string // host:port, for tcp://
 }
 
-func (cfg Config) settings() (settings, error) {
-	s := settings{Config: cfg}
-	u, err := url.Parse(cfg.URL)
+func parseTarget(raw string) (target, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return s, fmt.Errorf("client: bad URL: %w", err)
+		return target{}, fmt.Errorf("client: bad URL: %w", err)
 	}
+	tg := target{url: raw}
 	switch u.Scheme {
 	case "ws", "wss":
 	case "tcp":
 		if u.Port() == "" {
-			return s, fmt.Errorf("client: URL %q has no port", cfg.URL)
+			return tg, fmt.Errorf("client: URL %q has no port", raw)
 		}
-		s.tcp, s.addr = true, u.Host
+		tg.tcp, tg.addr = true, u.Host
 	default:
-		return s, fmt.Errorf("client: URL %q: scheme must be ws, wss or tcp", cfg.URL)
+		return tg, fmt.Errorf("client: URL %q: scheme must be ws, wss or tcp", raw)
+	}
+	return tg, nil
+}
+
+func (cfg Config) settings() (settings, error) {
+	s := settings{Config: cfg}
+	for _, raw := range append([]string{cfg.URL}, cfg.URLs...) {
+		tg, err := parseTarget(raw)
+		if err != nil {
+			return s, err
+		}
+		s.targets = append(s.targets, tg)
 	}
 	if cfg.Codec != protocol.CodecJSON && cfg.Codec != protocol.CodecProto {
 		return s, fmt.Errorf("client: unknown codec %d", cfg.Codec)

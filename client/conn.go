@@ -99,8 +99,9 @@ type frame struct {
 	user, token string
 }
 
-// dial opens a connection and runs the connect handshake, within DialTimeout.
-func (c *Client) dial(ctx context.Context) (*conn, error) {
+// dial opens a connection to tg and runs the connect handshake, within
+// DialTimeout.
+func (c *Client) dial(ctx context.Context, tg target) (*conn, error) {
 	s := &c.s
 	ctx, cancel := context.WithTimeout(ctx, s.DialTimeout)
 	defer cancel()
@@ -110,7 +111,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	cn := &conn{
 		c:        c,
-		ws:       !s.tcp,
+		ws:       !tg.tcp,
 		codec:    s.Codec,
 		max:      s.MaxFrameSize,
 		start:    time.Now(),
@@ -120,17 +121,17 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		pending:  make(map[uint64]*call),
 		down:     make(chan struct{}),
 	}
-	if s.tcp {
-		nc, err := nd.DialContext(ctx, "tcp", s.addr)
+	if tg.tcp {
+		nc, err := nd.DialContext(ctx, "tcp", tg.addr)
 		if err != nil {
-			return nil, fmt.Errorf("client: dial %s: %w", s.URL, err)
+			return nil, fmt.Errorf("client: dial %s: %w", tg.url, err)
 		}
 		cn.nc, cn.br = nc, bufio.NewReaderSize(nc, readBufSize)
 	} else {
 		d := ws.Dialer{NetDial: nd.DialContext, TLSConfig: s.TLS}
-		nc, br, _, err := d.Dial(ctx, s.URL)
+		nc, br, _, err := d.Dial(ctx, tg.url)
 		if err != nil {
-			return nil, fmt.Errorf("client: dial %s: %w", s.URL, err)
+			return nil, fmt.Errorf("client: dial %s: %w", tg.url, err)
 		}
 		// br holds whatever followed the upgrade response; it already wraps nc.
 		if br == nil {

@@ -41,6 +41,15 @@
 // closes and Err says why. A drain (3000) is not terminal: the client redials,
 // typically reaching another node.
 //
+// A load balancer in front of the cluster is one way to reach another node;
+// Config.URLs is the other: further nodes of the same cluster, which Dial
+// tries when URL fails and which redials rotate through, starting with the
+// address after the one that dropped. A client whose node dies (a crash, a
+// SIGKILL: the drop is a network error, not a drain) is back on a live node
+// after one failed attempt per dead address at most, and resumes its
+// subscriptions there from the last message delivered; with a Redis or NATS
+// broker the nodes share each topic's offsets and history, so nothing is lost.
+//
 // A call (Subscribe, Publish, Request, Ping, …) made while the client is
 // reconnecting waits for the new connection, within its context or
 // RequestTimeout. A call in flight when its connection drops fails with an
