@@ -35,6 +35,10 @@ type worldMap struct {
 	ids     []uint64
 	entered []uint64
 	left    []uint64
+	out     []*[]*session.Session // per shard: a region broadcast's recipients there
+
+	// Recipient lists handed to shards come back here once delivered.
+	lists chan *[]*session.Session
 
 	// Counters, read by MapStats.
 	placed  atomic.Int64
@@ -79,8 +83,9 @@ func newMaps(h *Hub) map[string]*worldMap {
 			continue
 		}
 		m := &worldMap{hub: h, name: name, cfg: cfg, wake: make(chan struct{}, 1),
-			grid: g, members: make(map[uint64]*session.Session)}
+			grid: g, members: make(map[uint64]*session.Session), out: make([]*[]*session.Session, len(h.shards))}
 		m.roomy = sync.NewCond(&m.mu)
+		m.lists = make(chan *[]*session.Session, 4*len(h.shards))
 		maps[name] = m
 	}
 	return maps
@@ -284,6 +289,14 @@ func (m *worldMap) remove(s *session.Session, ack uint64, answer, stay bool) {
 
 // region delivers one shared frame to every session in the area: the frame is
 // encoded at most once per wire variant, by the first shard that needs it.
+//
+// The recipients go to each shard in lists rather than one inbox item each.
+// BenchmarkRegionVsTopic/n=10000, run alternately with both builds on a busy
+// 2-core box, measured a broadcast to 10,000 sessions at 1.0 to 2.5 ms with an
+// item per recipient (1.0 to 1.9 times the topic publication to the same
+// sessions) and 0.49 to 0.82 ms with lists (0.7 to 1.0 times the topic). The
+// lists are recycled, so a broadcast allocates a closure per list (one per
+// shard and per regionChunk recipients) and nothing per recipient.
 func (m *worldMap) region(r *regionReq) {
 	a := &r.area
 	if a.Rect {
@@ -291,12 +304,53 @@ func (m *worldMap) region(r *regionReq) {
 	} else {
 		m.ids = m.grid.AppendCircle(m.ids[:0], a.X, a.Y, a.Radius)
 	}
+	shards := m.hub.shards
 	for _, id := range m.ids {
 		if len(r.exclude) > 0 && slices.Contains(r.exclude, id) {
 			continue
 		}
-		m.send(m.members[id], r.frame)
+		s := m.members[id]
+		k := int(s.Num % uint64(len(shards)))
+		if m.out[k] == nil {
+			select {
+			case m.out[k] = <-m.lists:
+			default:
+				m.out[k] = new([]*session.Session)
+			}
+		}
+		if *m.out[k] = append(*m.out[k], s); len(*m.out[k]) == regionChunk {
+			m.handOver(k, r.frame)
+		}
 	}
+	for k, list := range m.out {
+		if list != nil {
+			m.handOver(k, r.frame)
+		}
+	}
+}
+
+// regionChunk is the most recipients handed to a shard at once, so that the
+// shards start on a large broadcast while the worker is still finding the
+// rest of its recipients.
+const regionChunk = 512
+
+// handOver gives shard k its list of recipients for f.
+func (m *worldMap) handOver(k int, f *session.Frame) {
+	list := m.out[k]
+	m.out[k] = nil
+	m.hub.shards[k].deliver(item{kind: itemCommand, fn: func(sh *shard) {
+		for _, s := range *list {
+			if !s.Removed {
+				sh.enqueue(s, f)
+			}
+		}
+		clear(*list)
+		*list = (*list)[:0]
+		select {
+		case m.lists <- list:
+		default: // enough spares already
+		}
+	}})
 }
 
 // movedFrame answers a session's own placement.
