@@ -85,7 +85,7 @@ func newMaps(h *Hub) map[string]*worldMap {
 		m := &worldMap{hub: h, name: name, cfg: cfg, wake: make(chan struct{}, 1),
 			grid: g, members: make(map[uint64]*session.Session), out: make([]*[]*session.Session, len(h.shards))}
 		m.roomy = sync.NewCond(&m.mu)
-		m.lists = make(chan *[]*session.Session, 4*len(h.shards))
+		m.lists = make(chan *[]*session.Session, 64) // a 32,768-recipient broadcast in flight
 		maps[name] = m
 	}
 	return maps
