@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -121,19 +123,38 @@ func (w *walker) move(id uint64, side float64) {
 // map's worker together), and the CPU of the whole process: the node and the
 // clients, which do as much work again decoding what they receive.
 //
-// HERALD_BENCH_ENTITIES sets the number of clients (default 2000).
+// HERALD_BENCH_ENTITIES sets the number of clients (default 2000). To measure
+// a node in a process of its own, so that "cores" is the node's alone, start
+// it with a map "world" of at least 10,000 × 10,000 with client_move, interest
+// (radius 100) and conflate, and set HERALD_BENCH_TCP (host:port) and
+// HERALD_BENCH_ADMIN (http://host:port).
 func BenchmarkRegionSystem(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("HERALD_BENCH_ENTITIES")); err == nil && v > 0 {
 		n = v
 	}
 	side := 10000 * math.Sqrt(float64(n)/10000)
-	node := servertest.Start(b, func(c *config.Config) {
-		c.Hub.Maps = map[string]hub.MapConfig{"world": {Width: side, Height: side, ClientMove: true,
-			Interest: true, InterestRadius: 100, Conflate: true}}
-		c.Gateway.MessageRate = 50
-	})
-	addr := strings.TrimPrefix(node.TCP, "tcp://")
+	addr, admin := os.Getenv("HERALD_BENCH_TCP"), os.Getenv("HERALD_BENCH_ADMIN")
+	if addr == "" {
+		node := servertest.Start(b, func(c *config.Config) {
+			c.Hub.Maps = map[string]hub.MapConfig{"world": {Width: side, Height: side, ClientMove: true,
+				Interest: true, InterestRadius: 100, Conflate: true}}
+			c.Gateway.MessageRate = 50
+		})
+		addr, admin = strings.TrimPrefix(node.TCP, "tcp://"), node.Admin
+	}
+	stats := func() server.Stats {
+		var st server.Stats
+		resp, err := http.Get(admin + "/api/stats")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
 	ws := make([]*walker, n)
 	for i := range ws {
 		ws[i] = dialWalker(b, addr, uint64(i))
@@ -154,8 +175,7 @@ func BenchmarkRegionSystem(b *testing.B) {
 	}
 
 	const period = 100 * time.Millisecond
-	var before server.Stats
-	node.Get(b, "/api/stats", &before)
+	before := stats()
 	moves := 0
 	b.ResetTimer()
 	start := time.Now()
@@ -172,8 +192,7 @@ func BenchmarkRegionSystem(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	servertest.Eventually(b, 30*time.Second, "every move answered", func() bool { return answered(b, ws) == moves })
-	var after server.Stats
-	node.Get(b, "/api/stats", &after)
+	after := stats()
 	var lats []time.Duration
 	received := 0
 	for _, w := range ws {
