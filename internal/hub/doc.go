@@ -34,11 +34,12 @@
 // job for every shard, since any shard may hold a neighbour: with interest on,
 // each other shard runs two circle queries per move. BenchmarkGridOwnership
 // measured, per move in a world of 10,000 entities on 10,000 × 10,000 at
-// radius 100, 0.53 µs for the owner against 0.70 µs with 2 shards, 1.4 µs with
-// 8 and 10 µs with 32, so the per-shard layout loses on 2 cores already and
-// grows with the machine. The owner's cost is one goroutine per busy map;
-// BenchmarkWorld measured 236,000 moves/s through one map on 2 cores, with
-// their enter, leave and update frames.
+// radius 100, 0.47 µs for the owner against 0.65 µs with 2 shards, 1.1 µs with
+// 8 and 4.3 to 5.4 µs with 32, so the per-shard layout loses on 2 cores
+// already and grows with the machine. The owner's price is one goroutine per
+// busy map: BenchmarkWorld took 100,000 moves/s through one map, with their
+// enter, leave and update frames, on about 0.55 of a core, and up to ~500,000
+// moves/s with both cores (docs/benchmarks.md).
 //
 // A session's position (session.Map, guarded by its PlaceMu) is changed under
 // that lock by whoever moves it: its connection, the server API, its removal.
