@@ -492,6 +492,7 @@ type call struct {
 	since    Position      // sub: the position asked for
 	hasSince bool
 	internal bool // a resubscribe: nobody waits, the reader finishes it
+	retry    int  // a resubscribe asked again after a passing refusal: its attempt
 
 	// Set by the reader before done.
 	err       error

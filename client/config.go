@@ -96,7 +96,8 @@ type Config struct {
 	// ErrHeartbeatTimeout, or the network error. Default nil.
 	OnDisconnect func(err error)
 	// OnReconnect is called once a new connection is up and every subscription has
-	// been answered (resubscribed, or reported to its OnError). Default nil.
+	// been answered (resubscribed, reported to its OnError, or refused for a
+	// passing reason and being asked again; see OnError). Default nil.
 	OnReconnect func()
 	// OnFail is called once when the client stops for good without Close: a terminal
 	// disconnect, a frame over MaxFrameSize, reconnecting turned off, or MaxRetries

@@ -81,6 +81,11 @@ type conn struct {
 	// Guarded by hbMu.
 	hbTimer   *time.Timer
 	hbStopped bool
+
+	retryMu sync.Mutex
+	// Guarded by retryMu: resubscriptions to ask again (resub.go).
+	retries      map[*retry]struct{}
+	retryStopped bool
 }
 
 // frame is what a call sends. It is copied into the conn's reused envelope under
@@ -120,6 +125,7 @@ func (c *Client) dial(ctx context.Context, tg target) (*conn, error) {
 		wtimeout: s.DialTimeout,
 		pending:  make(map[uint64]*call),
 		down:     make(chan struct{}),
+		retries:  make(map[*retry]struct{}),
 	}
 	if tg.tcp {
 		nc, err := nd.DialContext(ctx, "tcp", tg.addr)
@@ -492,10 +498,11 @@ func (cn *conn) forget(id uint64) bool {
 }
 
 // shutdown runs on the reader goroutine once the connection is dead: it stops the
-// heartbeat and fails every call in flight. It returns the drop's error.
+// heartbeat and the resubscription retries and fails every call in flight. It returns the drop's error.
 func (cn *conn) shutdown(cause error) error {
 	cn.fail(cause)
 	cn.stopHeartbeat()
+	cn.stopRetries()
 	err := cn.dropErr()
 	cn.mu.Lock()
 	pending := cn.pending

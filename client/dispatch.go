@@ -165,15 +165,25 @@ func (c *Client) subscribed(cn *conn, cl *call) {
 }
 
 // resubscribed ends one resubscription after a reconnect; when it is the last,
-// the reconnect is complete.
+// the reconnect is complete. A passing refusal is asked again later (resub.go)
+// and counts as answered.
 func (c *Client) resubscribed(cn *conn, cl *call) {
-	if cl.err != nil {
+	switch {
+	case cl.err == nil:
+	case passing(cl.err) && (*c.subs.Load())[cl.sub.topic] == cl.sub:
+		c.log.Warn("herald resubscribe refused for now; asking again", "topic", cl.sub.topic,
+			"attempt", cl.retry+1, "err", cl.err)
+		cn.retryLater(cl.sub, cl.since, cl.hasSince, cl.retry)
+	default:
 		c.removeSub(cl.sub)
 		if cl.sub.onError != nil {
 			cl.sub.onError(cl.err)
 		} else {
 			c.log.Warn("herald resubscribe failed", "topic", cl.sub.topic, "err", cl.err)
 		}
+	}
+	if cl.retry > 0 {
+		return // the first answer completed the reconnect already
 	}
 	if cn.resubLeft--; cn.resubLeft == 0 && c.s.OnReconnect != nil {
 		c.s.OnReconnect()

@@ -35,7 +35,10 @@
 // exponential backoff and full jitter, and resubscribes every topic from the
 // last message delivered, so that the node replays what was missed from its
 // history: a subscription sees each message at most once, in offset order, with
-// no gap unless the history is gone (reported to OnUnrecovered). A disconnect
+// no gap unless the history is gone (reported to OnUnrecovered). A
+// resubscription the new node refuses for a passing reason (its broker is down
+// for a moment) is asked again until the node accepts it; one refused for good
+// is reported to the subscription's OnError. A disconnect
 // whose code is terminal (3500–3999, such as a kick), a frame over MaxFrameSize,
 // or MaxRetries failed redials in a row end the client: OnFail is called, Done
 // closes and Err says why. A drain (3000) is not terminal: the client redials,
@@ -71,6 +74,6 @@
 // the reader to end: start a goroutine for them. Message.Data belongs to the
 // handler.
 //
-// Each client owns one goroutine and, while connected, one timer; Close stops
-// both before it returns.
+// Each client owns one goroutine and, while connected, one timer (and one per
+// resubscription waiting to be asked again); Close stops them before it returns.
 package client

@@ -116,8 +116,12 @@ func OnUnrecovered(fn func(since, now Position)) SubscribeOption {
 }
 
 // OnError sets a function called, on the reader goroutine, when resubscribing after
-// a reconnect failed (for example the server now denies the topic). The
-// subscription is gone then; without OnError the failure is only logged.
+// a reconnect failed for good (for example the server now denies the topic). The
+// subscription is gone then; without OnError the failure is only logged. A
+// refusal that passes — unavailable, timeout, internal or rate-limited, such as
+// a node whose broker is down for a moment — is not reported: the client asks
+// again on the same connection, with the reconnect backoff, and the subscription
+// resumes from where it stopped once the node accepts.
 func OnError(fn func(err error)) SubscribeOption {
 	return func(s *subscription) { s.onError = fn }
 }

@@ -1,7 +1,11 @@
 package client_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +110,71 @@ func TestURLsDial(t *testing.T) {
 			t.Fatalf("after a terminal refusal the next address was dialled (%d connections)", got)
 		}
 	})
+}
+
+// TestResubscribeRetried reconnects a client while its node's Redis is frozen:
+// the node cannot read the topic's history and refuses the resubscription as
+// unavailable. The client keeps the subscription and asks again; once Redis
+// resumes, the subscription carries on with nothing missed.
+func TestResubscribeRetried(t *testing.T) {
+	for _, v := range []variant{variants[0], variants[3]} {
+		t.Run(v.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			n := servertest.Start(t, func(c *config.Config) {
+				c.Broker.URL = srv.URL()
+				c.Broker.Redis.RequestTimeout = 200 * time.Millisecond
+			})
+			p := newProxy(t, hostOf(t, v.url(n)))
+			cfg := v.config(n, p)
+			cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 20*time.Millisecond
+			var log logBuffer
+			cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			h := newHooks()
+			c := dial(t, cfg, h)
+
+			topic := "room." + v.name
+			refused := make(chan error, 10)
+			gaps := make(chan client.Position, 10)
+			in := newInbox()
+			if _, err := c.Subscribe(ctx(t), topic, in.handle,
+				client.OnError(func(err error) { refused <- err }),
+				client.OnUnrecovered(func(since, _ client.Position) { gaps <- since })); err != nil {
+				t.Fatal(err)
+			}
+			pos := publish(t, n, topic, 1)
+			in.expect(t, topic, 1, pos.Epoch)
+
+			srv.Stop()
+			p.sever()
+			recv(t, h.disconnects, "disconnect")
+			// The first answer to the resubscription is the refusal.
+			recv(t, h.reconnects, "reconnect")
+			srv.Cont()
+			publish(t, n, topic, 2)
+			in.expect(t, topic, 2, pos.Epoch)
+			if !strings.Contains(log.String(), "asking again") {
+				t.Fatalf("the resubscription was not refused while Redis was frozen; log:\n%s", log.String())
+			}
+			none(t, refused, "OnError")
+			none(t, gaps, "OnUnrecovered")
+		})
+	}
+}
+
+// logBuffer collects a client's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
