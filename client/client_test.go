@@ -293,9 +293,42 @@ func TestMove(t *testing.T) {
 	n := servertest.Start(t, nil)
 	eachVariant(t, func(t *testing.T, v variant) {
 		c := dial(t, v.config(n, nil), nil)
-		// The node serves no map yet.
 		wantCode(t, c.Move(ctx(t), "world", 1, 2), protocol.CodeNotFound)
+		wantCode(t, c.Move(ctx(t), "demo", -5, 2), protocol.CodeBadPosition)
 	})
+}
+
+// TestMoveEvents checks that enter and the neighbours' position updates reach
+// OnEvent on the default node's demo map, which has interest on.
+func TestMoveEvents(t *testing.T) {
+	n := servertest.Start(t, nil)
+	events := func() (client.Config, chan client.Event) {
+		ch := make(chan client.Event, 64)
+		cfg := variants[0].config(n, nil)
+		cfg.OnEvent = func(e client.Event) { ch <- e }
+		return cfg, ch
+	}
+	cfgA, evA := events()
+	cfgB, evB := events()
+	a, b := dial(t, cfgA, nil), dial(t, cfgB, nil)
+	if err := a.Move(ctx(t), "demo", 100, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Move(ctx(t), "demo", 110, 100); err != nil {
+		t.Fatal(err)
+	}
+	if e := recv(t, evA, "enter of b"); e.Kind != client.EventEnter || e.Entity != b.Session() {
+		t.Fatalf("a got %+v", e)
+	}
+	if e := recv(t, evB, "enter of a"); e.Kind != client.EventEnter || e.Entity != a.Session() {
+		t.Fatalf("b got %+v", e)
+	}
+	if err := a.Move(ctx(t), "demo", 120, 100); err != nil {
+		t.Fatal(err)
+	}
+	if e := recv(t, evB, "a's move"); e.Kind != client.EventMoved || e.Entity != a.Session() || e.X != 120 || e.Map != "demo" {
+		t.Fatalf("b got %+v", e)
+	}
 }
 
 // TestDialInterrupted checks that a Dial whose handshake never completes ends

@@ -88,7 +88,8 @@ type Config struct {
 	// the client after a reconnect; the game does that). Default nil: dropped.
 	// Message.Data is the handler's to keep.
 	OnMessage func(Message)
-	// OnEvent receives enter and leave events. Default nil: dropped.
+	// OnEvent receives enter, leave and moved events (positions of the sessions
+	// this one sees, on maps with interest). Default nil: dropped.
 	OnEvent func(Event)
 	// OnDisconnect is called when a connection drops for any reason but Close, before
 	// any reconnection attempt. err wraps ErrDisconnected and the cause: a

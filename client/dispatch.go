@@ -60,6 +60,15 @@ func (c *Client) dispatch(cn *conn, e *protocol.Envelope) error {
 		return nil
 	case protocol.Op_OP_DISCONNECT:
 		return disconnectError(e)
+	case protocol.Op_OP_MOVED:
+		if e.Id == 0 {
+			// Not an answer: a session this one sees moved, or the game placed
+			// this session.
+			if fn := c.s.OnEvent; fn != nil {
+				fn(Event{Kind: EventMoved, Map: e.Map, X: e.X, Y: e.Y, Entity: e.Entity})
+			}
+			return nil
+		}
 	}
 	if e.Id == 0 {
 		if e.Op == protocol.Op_OP_ERROR {

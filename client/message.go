@@ -65,6 +65,9 @@ const (
 	EventEnter EventKind = iota + 1
 	// EventLeave: Entity left it.
 	EventLeave
+	// EventMoved: Entity, which this session sees, moved to X, Y; or the game
+	// placed this session there (Entity is then this session's id).
+	EventMoved
 )
 
 func (k EventKind) String() string {
@@ -73,12 +76,14 @@ func (k EventKind) String() string {
 		return "enter"
 	case EventLeave:
 		return "leave"
+	case EventMoved:
+		return "moved"
 	}
 	return "unknown"
 }
 
-// Event is an enter or leave frame: another session moved into or out of the area
-// of interest around this session's position on a map.
+// Event is an enter, leave or unsolicited moved frame: another session moved into,
+// out of or within the area of interest around this session's position on a map.
 type Event struct {
 	Kind   EventKind
 	Map    string
