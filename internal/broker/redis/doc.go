@@ -20,10 +20,15 @@
 // told recovery failed instead of silently missing messages. With appendonly
 // persistence a restart keeps both keys, so the epoch and offsets carry on.
 // With RDB snapshots only, a restart can roll the offset back under the same
-// epoch, and so can a machine crash with appendfsync everysec (a process
-// crash cannot: Redis writes the file before it replies). Run Redis with
-// appendonly (appendfsync always where machines crash), or with no
-// persistence at all, when recovery must be exact.
+// epoch: acknowledged publications are lost, their offsets are given again
+// to others, and clients holding the old ones skip those as repeats. So can
+// appendfsync everysec, even when only the process dies: while a background
+// fsync is slow Redis postpones writing the file, for up to two seconds, and
+// replies meanwhile (the cluster failure test TestRedisRestart/appendonly
+// saw one such loss in about thirty kills on a busy disk). Run Redis with
+// appendonly and appendfsync always, or with no persistence at all, when
+// recovery must be exact. A node that notices a rollback on a stream read
+// logs it and counts it in Stats.Rollbacks; it cannot notice every one.
 //
 // # Failed publishes
 //

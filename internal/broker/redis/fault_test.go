@@ -402,3 +402,29 @@ func TestReadLongerThanHistorySize(t *testing.T) {
 		t.Fatalf("%d deliveries, stats %+v; want %d, more than one read's worth filled, no jumps", len(pubs), st, n+1)
 	}
 }
+
+// TestRollbackCounted rolls a topic's offset back under its epoch, as a Redis
+// that lost acknowledged writes would (RDB snapshots, appendfsync everysec),
+// and checks that the node's stream read after a reconnect reports it.
+func TestRollbackCounted(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBroker(t, testConfig(srv), "n")
+	rec := start(t, b)
+	const topic = "rollback"
+	if err := b.Subscribe(ctxT(t, 5*time.Second), topic); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		publish(t, b, topic, fmt.Sprint(i))
+	}
+	brokertest.Eventually(t, wait, "5 deliveries", func() bool { return len(rec.Publications(topic)) == 5 })
+
+	ctx := ctxT(t, 5*time.Second)
+	if _, err := srv.Do(ctx, "HSET", "herald:{"+topic+"}:m", "o", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, wait, "the rollback counted", func() bool { return b.Stats().Rollbacks == 1 })
+}

@@ -314,6 +314,15 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		return
 	}
 	wasKnown := tr.known
+	if wasKnown && pos.Epoch == tr.epoch && pos.Offset < tr.last {
+		// Nothing can be done for what was lost, and the offsets after
+		// pos will be given again, which this node drops as repeats until
+		// they pass tr.last: say so loudly. A publish after the restart
+		// may also have hidden the rollback from this read already.
+		b.stats.rollbacks.Add(1)
+		b.log.Error("redis: topic history is behind what this node delivered; Redis lost acknowledged publications",
+			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset, "delivered", tr.last)
+	}
 	more := len(pubs) == b.cfg.HistorySize && pubs[len(pubs)-1].Offset < pos.Offset
 	if more {
 		// A stream longer than this node's HistorySize (another node trims

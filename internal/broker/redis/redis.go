@@ -46,7 +46,7 @@ type Broker struct {
 
 	closed   atomic.Bool
 	probeSeq atomic.Uint64
-	stats    struct{ reconnects, probeFailures, filled, jumps atomic.Uint64 }
+	stats    struct{ reconnects, probeFailures, filled, jumps, rollbacks atomic.Uint64 }
 
 	// wg counts the Pub/Sub goroutine and the reaper.
 	wg sync.WaitGroup
@@ -78,6 +78,11 @@ type Stats struct {
 	Filled uint64
 	// Jumps counts times delivery skipped publications history no longer held.
 	Jumps uint64
+	// Rollbacks counts stream reads that found a topic behind what this node
+	// had delivered, in the same epoch: Redis lost acknowledged publications
+	// (see the package doc on persistence), and their offsets will be given
+	// again.
+	Rollbacks uint64
 }
 
 // New returns a Broker for the node named node. It does no network I/O; Start
@@ -193,6 +198,7 @@ func (b *Broker) Stats() Stats {
 		ProbeFailures: b.stats.probeFailures.Load(),
 		Filled:        b.stats.filled.Load(),
 		Jumps:         b.stats.jumps.Load(),
+		Rollbacks:     b.stats.rollbacks.Load(),
 	}
 }
 

@@ -45,8 +45,10 @@ type Server struct {
 type Option func(*Server)
 
 // Persistent makes the server log every write to an append-only file in a
-// temporary directory, so a restart after Kill keeps every acknowledged write
-// (Redis writes the file before it replies).
+// temporary directory with appendfsync always, so a restart after Kill keeps
+// every acknowledged write: Redis writes and syncs the file before it replies.
+// (With everysec it may postpone the write while a background fsync is slow,
+// and reply meanwhile, so a kill can lose acknowledged writes.)
 func Persistent() Option { return func(s *Server) { s.persist = true } }
 
 // Start starts redis-server on a free 127.0.0.1 port without persistence
@@ -93,7 +95,7 @@ func (s *Server) start() error {
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}
 	if s.persist {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "everysec")
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
