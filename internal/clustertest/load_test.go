@@ -118,7 +118,7 @@ func (p *player) fail(format string, args ...any) {
 // as fallbacks (in alternating order, so a lost node's players spread over
 // the rest), and subscribes each to its topics. The clients are closed when
 // the test ends, before the nodes stop.
-func dialPlayers(t *testing.T, nodes []*node, origin time.Time) []*player {
+func dialPlayers(t testing.TB, nodes []*node, origin time.Time) []*player {
 	t.Helper()
 	ps := make([]*player, players)
 	var wg sync.WaitGroup
@@ -192,8 +192,9 @@ func (p *player) start(nodes []*node, origin time.Time) error {
 		return err
 	}
 	p.c = c
-	// Two distinct topics per player, so that every pair of topics shares
-	// subscribers and every topic has players on every node and transport.
+	// Two distinct topics per player, the second one's distance varying with
+	// the player, so that every topic has subscribers on every node, transport
+	// and codec.
 	first := p.id % topics
 	for k := range topicsEach {
 		topic := (first + k*(1+(p.id/topics)%(topics-1))) % topics
@@ -243,7 +244,7 @@ type publisher struct {
 	recs      []pubRecord // Guarded by mu; index = sequence number.
 }
 
-func startPublisher(t *testing.T, nodes []*node, origin time.Time) *publisher {
+func startPublisher(t testing.TB, nodes []*node, origin time.Time) *publisher {
 	p := &publisher{origin: origin, sem: make(chan struct{}, maxInFlight),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		// Longer than a node takes to fail a publish (brokerTimeout), so the
@@ -344,7 +345,7 @@ func (p *publisher) record(seq int, ok bool, pos client.Position, err string) {
 
 // waitAttempted returns once n more publishes than at start were attempted:
 // the publisher's clock, which paces each phase of a scenario.
-func (p *publisher) waitAttempted(t *testing.T, n int) {
+func (p *publisher) waitAttempted(t testing.TB, n int) {
 	t.Helper()
 	want := p.attempted.Load() + int64(n)
 	// The rate sets how long this takes; the deadline only catches a stuck

@@ -48,7 +48,7 @@ type node struct {
 
 // startNodes runs three nodes in the test process on brokerURL, stopped when
 // the test ends. tweak, when given, changes their configuration last.
-func startNodes(t *testing.T, brokerURL string, tweak ...func(*config.Config)) []*node {
+func startNodes(t testing.TB, brokerURL string, tweak ...func(*config.Config)) []*node {
 	t.Helper()
 	nodes := make([]*node, len(hosts))
 	for i, host := range hosts {
@@ -71,7 +71,7 @@ func startNodes(t *testing.T, brokerURL string, tweak ...func(*config.Config)) [
 
 // startProcs runs three nodes as processes of the herald binary on brokerURL,
 // so that one can be killed for real; they are stopped when the test ends.
-func startProcs(t *testing.T, brokerURL string) []*node {
+func startProcs(t testing.TB, brokerURL string) []*node {
 	t.Helper()
 	bin := buildHerald(t)
 	nodes := make([]*node, len(hosts))
@@ -81,7 +81,7 @@ func startProcs(t *testing.T, brokerURL string) []*node {
 	return nodes
 }
 
-func buildHerald(t *testing.T) string {
+func buildHerald(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "herald")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/heraldgg/herald/cmd/herald").CombinedOutput()
@@ -101,7 +101,7 @@ type proc struct {
 // serving matches the line a node logs once every listener is up.
 var serving = regexp.MustCompile(`msg="herald node serving".* client=(\S+) .* tcp=(\S+) admin=(\S+)`)
 
-func startProc(t *testing.T, bin, name, host, brokerURL string) *node {
+func startProc(t testing.TB, bin, name, host, brokerURL string) *node {
 	t.Helper()
 	addr := host + ":0"
 	cmd := exec.Command(bin, "serve", "--node", name, "--broker", brokerURL,
@@ -158,7 +158,7 @@ func startProc(t *testing.T, bin, name, host, brokerURL string) *node {
 
 // kill sends SIGKILL and waits for the process to be gone: no drain, no
 // disconnect frames; its clients see their connections reset.
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func (p *proc) kill(t *testing.T) {
 
 // stop ends the process at the end of the test: SIGTERM, so that it drains,
 // then SIGKILL if it takes too long.
-func (p *proc) stop(t *testing.T, name string) {
+func (p *proc) stop(t testing.TB, name string) {
 	select {
 	case <-p.exited:
 		return

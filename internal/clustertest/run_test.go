@@ -21,7 +21,7 @@ const (
 // run is one scenario in progress: the cluster under load, and when the fault
 // came and went.
 type run struct {
-	t       *testing.T
+	t       testing.TB
 	origin  time.Time
 	nodes   []*node
 	players []*player
@@ -32,7 +32,7 @@ type run struct {
 }
 
 // begin connects the players, starts the publisher and runs the steady state.
-func begin(t *testing.T, nodes []*node) *run {
+func begin(t testing.TB, nodes []*node) *run {
 	t.Helper()
 	r := &run{t: t, origin: time.Now(), nodes: nodes}
 	r.players = dialPlayers(t, nodes, r.origin)
