@@ -18,7 +18,11 @@
 // registers the subscription in the recovering state (live messages are held back),
 // the caller reads the broker's history, and CompleteSubscribe queues the
 // acknowledgement, the replayed history, then the held live messages newer than it.
-// Duplicates are dropped by offset.
+// Duplicates are dropped by offset. A publication that skips offsets (the broker's
+// history no longer held what it missed) is not delivered as if nothing happened:
+// the subscriber is disconnected with DisconnectInsufficientState, gets what came
+// before the gap first, resubscribes from there and is told that recovery failed.
+// Lossy topics take such gaps like the messages they drop.
 //
 // # Maps and regions
 //

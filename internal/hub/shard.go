@@ -220,10 +220,14 @@ func (sh *shard) handle(it *item) {
 				sub.Pending = append(sub.Pending, it.frame)
 				continue
 			}
-			if !advance(sub, it.frame) {
+			fresh, gap := advance(sub, it.frame)
+			if gap {
+				sh.lostTrack(s, it.topic)
 				continue
 			}
-			sh.enqueue(s, it.frame)
+			if fresh {
+				sh.enqueue(s, it.frame)
+			}
 		}
 	case itemAll:
 		for s := range sh.sessions {
@@ -384,33 +388,58 @@ func (sh *shard) completeSubscribe(s *session.Session, topic string, ack *sessio
 	sub.Last, sub.Epoch = start, epoch
 	sh.enqueue(s, ack)
 	for _, f := range replay {
-		if advance(sub, f) {
+		if fresh, _ := advance(sub, f); fresh {
 			sh.enqueue(s, f)
 		}
 	}
 	for _, f := range sub.Pending {
-		if advance(sub, f) {
+		fresh, gap := advance(sub, f)
+		if gap {
+			sh.lostTrack(s, topic)
+			return
+		}
+		if fresh {
 			sh.enqueue(s, f)
 		}
 	}
 	sub.Pending = nil
 }
 
+// lostTrack disconnects s, which cannot be given topic without a gap: the
+// broker skipped publications its history no longer held (Stats.Jumps of the
+// Redis and NATS brokers). Delivering on would lose them silently; the client
+// reconnects instead, resubscribes from the last message it has, and is told
+// that recovery failed. Lossy subscriptions never get here: losing messages is
+// what they asked for.
+func (sh *shard) lostTrack(s *session.Session, topic string) {
+	sh.hub.log.Warn("hub: topic skipped publications; disconnecting its subscriber to tell it",
+		"session", s.ID, "user", s.User, "topic", topic)
+	// What came before the gap is whole: deliver it, so that the client
+	// resumes from there.
+	sh.scratch, _ = s.FlushNow(sh.scratch)
+	sh.disconnect(s, protocol.DisconnectInsufficientState, "messages of "+topic+" were lost")
+}
+
 // advance reports whether f is new to sub and moves sub's position to it. Within an
 // epoch offsets only grow, so an offset already passed is a duplicate (replay and
 // live delivery overlap at the seam of a recovery). A different epoch means the
 // topic's history restarted at offset 1: its frames are new whatever their offset,
-// and the client learns of the break from the epoch on the message.
-func advance(sub *session.Sub, f *session.Frame) bool {
+// and the client learns of the break from the epoch on the message. gap reports
+// a frame that skips offsets of its epoch, on a topic that is not lossy: the
+// brokers deliver each topic without gaps, a new epoch from offset 1, unless
+// its history no longer held what they missed, and then the client must be
+// told (lostTrack).
+func advance(sub *session.Sub, f *session.Frame) (fresh, gap bool) {
 	if f.Env != nil && f.Env.Epoch != "" && f.Env.Epoch != sub.Epoch {
 		sub.Epoch, sub.Last = f.Env.Epoch, f.Offset
-		return true
+		return true, f.Offset > 1 && !sub.Lossy
 	}
 	if f.Offset <= sub.Last {
-		return false
+		return false, false
 	}
+	gap = f.Offset > sub.Last+1 && !sub.Lossy
 	sub.Last = f.Offset
-	return true
+	return true, gap
 }
 
 func (sh *shard) unsubscribe(s *session.Session, topic string) error {

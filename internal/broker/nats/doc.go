@@ -62,7 +62,9 @@
 // consumer; that topic is read). The hub therefore sees every topic's
 // publications without gaps or duplicates, and sees a new epoch begin when
 // history was lost. A topic that missed more than HistorySize publications
-// skips those history no longer holds (Stats.Jumps, logged).
+// skips those history no longer holds (Stats.Jumps, logged); the hub sees the
+// gap and disconnects the topic's subscribers, which resubscribe and are told
+// that recovery failed.
 //
 // Subscribe waits until the server has the subscription, then reads the
 // topic's last message as the baseline: every publication after it is

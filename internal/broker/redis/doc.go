@@ -72,8 +72,9 @@
 // resubscribes every topic and reads every topic's stream from its last
 // delivered position, delivering what was published in between. A topic that
 // missed more than HistorySize publications skips the ones history no longer
-// holds (counted in Stats.Jumps and logged); its clients find out when they
-// next recover.
+// holds (counted in Stats.Jumps and logged); the hub sees the gap and
+// disconnects the topic's subscribers, which resubscribe and are told that
+// recovery failed.
 //
 // # Presence
 //
