@@ -23,14 +23,8 @@ import (
 // would have (Linux routes all of 127/8 to lo without setup).
 var hosts = [3]string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 
-// handshakeTimeout is the nodes' transport.handshake_timeout, longer than any
-// test. nbhttp arms its handshake read deadline only after it registered the
-// connection with its event loop, so when the upgrade is quick the deadline
-// is set after Herald's upgrade cleared it, and the WebSocket connection is
-// closed that long after it was made ("read timeout"); see
-// TestWebSocketHandshakeDeadline. That bug would drop a few players in every
-// scenario; these tests are about the broker and the nodes.
-const handshakeTimeout = 10 * time.Minute
+// handshakeTimeout is the nodes' transport.handshake_timeout.
+const handshakeTimeout = 5 * time.Second
 
 // brokerTimeout bounds each broker call of the nodes (broker.redis and
 // broker.nats request_timeout). The default, 5 s, would turn a 3 s freeze

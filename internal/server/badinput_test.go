@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -174,4 +177,22 @@ func TestWebSocketDetails(t *testing.T) {
 			t.Fatal("a page of another origin could connect")
 		}
 	})
+}
+
+// TestHandshakeTimeout checks that a connection that never completes its HTTP
+// upgrade is closed after transport.handshake_timeout.
+func TestHandshakeTimeout(t *testing.T) {
+	n := servertest.Start(t, func(c *config.Config) { c.Transport.HandshakeTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", n.ClientAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("the half-sent upgrade was not closed: %v", err)
+	}
 }

@@ -3,7 +3,6 @@
 package transport
 
 import (
-	"net"
 	"sync"
 
 	"github.com/lesismal/nbio"
@@ -13,20 +12,21 @@ import (
 // nbhttp accepts a connection on one goroutine and reads it on an event loop; the
 // epoll registration in between orders the two, but the race detector cannot see
 // it and reports the connection's address as raced. Under -race only, a mutex
-// released when nbhttp announces the connection (before registering it) and
+// released when nbhttp announces the connection (OnOpen, before registering it) and
 // acquired before each read event gives the detector the edge it needs. Production
 // builds do not pay for it.
-func raceHandoff(engine *nbhttp.Engine) {
+func raceHandoff(engine *nbhttp.Engine) (release func()) {
 	var mu sync.Mutex
-	engine.OnOpen(func(net.Conn) {
+	release = func() {
 		mu.Lock()
 		//lint:ignore SA2001 the empty critical section is the point: it orders, it guards nothing
 		mu.Unlock()
-	})
+	}
 	engine.OnData(func(c *nbio.Conn, data []byte) {
 		mu.Lock()
 		//lint:ignore SA2001 see above
 		mu.Unlock()
 		c.DataHandler()(c, data)
 	})
+	return release
 }

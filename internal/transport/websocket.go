@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
@@ -24,6 +26,10 @@ type WebSocketServer struct {
 	http   http.Handler
 	engine *nbhttp.Engine
 	up     *websocket.Upgrader
+
+	// handshakes holds, per connection not yet upgraded, the timer that closes it
+	// when HandshakeTimeout passes (*nbio.Conn → *time.Timer).
+	handshakes sync.Map
 }
 
 // NewWebSocket prepares a WebSocket listener on addr; it does no I/O until Start.
@@ -98,14 +104,35 @@ func (s *WebSocketServer) Start() error {
 		NPoller:                 s.cfg.Pollers,
 		ReadBufferSize:          s.cfg.ReadBufferSize,
 		ReadLimit:               s.cfg.MaxFrameSize + 1024,
-		KeepaliveTime:           s.cfg.HandshakeTimeout,
+		// nbhttp arms its read deadline from its accept goroutine after handing the
+		// connection to an event loop, which can be after the upgrade already
+		// happened there; the deadline would then cut a healthy WebSocket. So its
+		// deadline is made harmless and Herald times handshakes itself (OnOpen).
+		KeepaliveTime:           neverTimeout,
 		ReleaseWebsocketPayload: true,
 		Handler:                 mux,
 	})
 	// Text frames are checked for UTF-8 by the gateway, which answers with Herald's
 	// own close code rather than the library's generic protocol error.
 	engine.CheckUtf8 = func([]byte) bool { return true }
-	raceHandoff(engine)
+	release := raceHandoff(engine)
+	engine.OnOpen(func(c net.Conn) {
+		release()
+		nb, ok := c.(*nbio.Conn)
+		if !ok {
+			return
+		}
+		s.handshakes.Store(nb, time.AfterFunc(s.cfg.HandshakeTimeout, func() {
+			if _, pending := s.handshakes.LoadAndDelete(nb); pending {
+				_ = nb.Close()
+			}
+		}))
+	})
+	engine.OnClose(func(c net.Conn, _ error) {
+		if t, ok := s.handshakes.LoadAndDelete(c); ok {
+			t.(*time.Timer).Stop()
+		}
+	})
 	engine.OnWrittenSize(func(nc *nbio.Conn, _ []byte, n int) {
 		if wsc, ok := nc.Session().(*websocket.Conn); ok {
 			if c, ok := wsc.Session().(*Conn); ok {
@@ -133,6 +160,11 @@ func (s *WebSocketServer) upgrade(w http.ResponseWriter, r *http.Request) {
 		under = hc.Conn
 	}
 	nb, ok := under.(*nbio.Conn)
+	if ok {
+		if t, pending := s.handshakes.LoadAndDelete(nb); pending {
+			t.(*time.Timer).Stop()
+		}
+	}
 	if !ok {
 		s.log.Error("transport: websocket connection is not on an event loop", "remote", r.RemoteAddr)
 		_ = wsc.Close()
@@ -155,6 +187,9 @@ func (s *WebSocketServer) Shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+// neverTimeout disables nbhttp's own HTTP read deadline; see Start.
+const neverTimeout = 100 * 365 * 24 * time.Hour
 
 func (s *WebSocketServer) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
