@@ -320,6 +320,7 @@ func (g *Gateway) handshake(cl *client, codec protocol.Codec, env *protocol.Enve
 	cl.sess = s
 	if cl.timer != nil {
 		cl.timer.Stop()
+		cl.timer = nil // an idle player should not keep the connect deadline's timer alive
 	}
 	cl.mu.Unlock()
 	cl.conn.OnDrained(func() {

@@ -52,11 +52,13 @@ type shard struct {
 
 	// Owned by the worker.
 	sessions map[*session.Session]struct{}
-	topics   map[string]map[*session.Session]struct{}
-	users    map[string]map[*session.Session]struct{}
-	touched  []*session.Session
-	scratch  []byte
-	batch    []item
+	// topics maps a topic to its subscribers here and their subscription state, so
+	// fan-out reaches each recipient's position without a lookup by topic name.
+	topics  map[string]map[*session.Session]*session.Sub
+	users   map[string]map[*session.Session]struct{}
+	touched []*session.Session
+	scratch []byte
+	batch   []item
 
 	// Counters, read by Stats.
 	delivered atomic.Uint64
@@ -68,7 +70,7 @@ type shard struct {
 func newShard(h *Hub, id int) *shard {
 	sh := &shard{hub: h, id: id, wake: make(chan struct{}, 1),
 		sessions: make(map[*session.Session]struct{}),
-		topics:   make(map[string]map[*session.Session]struct{}),
+		topics:   make(map[string]map[*session.Session]*session.Sub),
 		users:    make(map[string]map[*session.Session]struct{})}
 	sh.in = newRing[item](h.cfg.InboxSize)
 	sh.roomy = sync.NewCond(&sh.mu)
@@ -206,11 +208,7 @@ func (sh *shard) drain() {
 func (sh *shard) handle(it *item) {
 	switch it.kind {
 	case itemTopic:
-		for s := range sh.topics[it.topic] {
-			sub := s.Subs[it.topic]
-			if sub == nil {
-				continue
-			}
+		for s, sub := range sh.topics[it.topic] {
 			if sub.Recovering {
 				if len(sub.Pending) >= maxPending {
 					sh.slow.Add(1)
@@ -366,16 +364,17 @@ func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
 	if len(s.Subs) >= s.Config().MaxSubscriptions {
 		return ErrTooManySubs
 	}
-	s.Subs[topic] = &session.Sub{Recovering: true, Lossy: lossy}
+	sub := &session.Sub{Recovering: true, Lossy: lossy}
+	s.Subs[topic] = sub
 	if p := sh.hub.presence; p != nil && s.User != "" {
 		p.joined(topic, s.User)
 	}
 	set := sh.topics[topic]
 	if set == nil {
-		set = make(map[*session.Session]struct{})
+		set = make(map[*session.Session]*session.Sub)
 		sh.topics[topic] = set
 	}
-	set[s] = struct{}{}
+	set[s] = sub
 	return nil
 }
 
