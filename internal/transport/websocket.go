@@ -98,12 +98,12 @@ func (s *WebSocketServer) Start() error {
 	mux.Handle(s.path, http.HandlerFunc(s.upgrade))
 	mux.Handle("/", s.http)
 	engine := nbhttp.NewEngine(nbhttp.Config{
-		Network:                 "tcp",
-		Addrs:                   []string{s.addr},
-		Listen:                  listen,
-		NPoller:                 s.cfg.Pollers,
-		ReadBufferSize:          s.cfg.ReadBufferSize,
-		ReadLimit:               s.cfg.MaxFrameSize + 1024,
+		Network:        "tcp",
+		Addrs:          []string{s.addr},
+		Listen:         listen,
+		NPoller:        s.cfg.Pollers,
+		ReadBufferSize: s.cfg.ReadBufferSize,
+		ReadLimit:      s.cfg.MaxFrameSize + 1024,
 		// nbhttp arms its read deadline from its accept goroutine after handing the
 		// connection to an event loop, which can be after the upgrade already
 		// happened there; the deadline would then cut a healthy WebSocket. So its
