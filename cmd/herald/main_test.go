@@ -65,7 +65,7 @@ func TestServeAndStop(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile,
 		"--client-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "HERALD_GATEWAY__HEARTBEAT_INTERVAL=7s")
+	cmd.Env = append(os.Environ(), "HERALD_GATEWAY__HEARTBEAT_INTERVAL=7s", "HERALD_LISTEN__GRPC=127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
