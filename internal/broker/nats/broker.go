@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/broker/track"
 )
 
 var _ broker.Broker = (*Broker)(nil)
@@ -76,7 +77,7 @@ type Broker struct {
 	mu sync.Mutex
 	// Guarded by mu.
 	started  bool
-	tracks   map[string]*track
+	tracks   map[string]*track.Track
 	subs     map[*natsgo.Subscription]string // live subscription → topic
 	liveSubs map[string]*natsgo.Subscription // topic → live subscription
 	dirty    map[string]struct{}             // topics waiting for a history read
@@ -131,7 +132,7 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		reapKick:   make(chan struct{}, 1),
 		anns:       make(map[string]announcement),
 		tips:       make(map[string]tip),
-		tracks:     make(map[string]*track),
+		tracks:     make(map[string]*track.Track),
 		subs:       make(map[*natsgo.Subscription]string),
 		liveSubs:   make(map[string]*natsgo.Subscription),
 		dirty:      make(map[string]struct{}),

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/broker/track"
 )
 
 // Subscribe subscribes the topic's live subject, waits until the server has the
@@ -26,7 +27,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 		b.mu.Unlock()
 		return nil
 	}
-	tr := &track{}
+	tr := &track.Track{}
 	b.tracks[topic] = tr
 	b.mu.Unlock()
 
@@ -55,7 +56,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	}
 	b.mu.Lock()
 	if b.tracks[topic] == tr {
-		tr.baseline(at.pos)
+		tr.Baseline(at.pos)
 	}
 	b.mu.Unlock()
 	return nil
@@ -80,7 +81,7 @@ func (b *Broker) Unsubscribe(_ context.Context, topic string) error {
 }
 
 // forget drops tr, topic's track, and its live subscription sub.
-func (b *Broker) forget(topic string, tr *track, sub *natsgo.Subscription) error {
+func (b *Broker) forget(topic string, tr *track.Track, sub *natsgo.Subscription) error {
 	b.mu.Lock()
 	if b.tracks[topic] == tr {
 		delete(b.tracks, topic)
@@ -129,7 +130,7 @@ func (b *Broker) onLive(m *natsgo.Msg) {
 		return
 	}
 	p := broker.Publication{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Data: m.Data, User: m.Header.Get(hdrUser)}
-	out, read := tr.live(p, b.out[:0], b.maxPending)
+	out, read := tr.Live(p, b.out[:0], b.maxPending)
 	if read {
 		b.markDirtyLocked(topic)
 	}
@@ -219,8 +220,8 @@ func (b *Broker) syncTopic(ctx context.Context, topic string) error {
 	if tr == nil {
 		return nil
 	}
-	wasKnown := tr.known
-	out, jumped, again := tr.filled(at.pos, pubs, b.out[:0], b.maxPending)
+	wasKnown := tr.Known()
+	out, jumped, again := tr.Filled(at.pos, pubs, b.out[:0], b.maxPending)
 	if again {
 		b.markDirtyLocked(topic)
 	}
@@ -264,8 +265,8 @@ func (b *Broker) reconnected(nc *natsgo.Conn) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for t, tr := range b.tracks {
-		if tr.known {
-			tr.syncing = true
+		if tr.Known() {
+			tr.Syncing()
 		}
 		b.markDirtyLocked(t)
 	}
@@ -278,8 +279,8 @@ func (b *Broker) asyncError(sub *natsgo.Subscription, err error) {
 		b.mu.Lock()
 		topic, ok := b.subs[sub]
 		if ok {
-			if tr := b.tracks[topic]; tr != nil && tr.known {
-				tr.syncing = true
+			if tr := b.tracks[topic]; tr != nil && tr.Known() {
+				tr.Syncing()
 			}
 			b.markDirtyLocked(topic)
 		}

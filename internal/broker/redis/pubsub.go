@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/broker/track"
 )
 
 // subscribeBatch is how many channels one SUBSCRIBE names, and how many topics
@@ -62,9 +63,9 @@ func (b *Broker) subscribeAll(ctx context.Context, c *psConn) error {
 	topics := make([]string, 0, len(b.tracks))
 	for t, tr := range b.tracks {
 		topics = append(topics, t)
-		if tr.known {
+		if tr.Known() {
 			// Until the read below lands, what arrives after a gap waits.
-			tr.syncing = true
+			tr.Syncing()
 		}
 	}
 	b.conn = c
@@ -238,7 +239,7 @@ func (b *Broker) onMessage(c *psConn, m rueidis.PubSubMessage) {
 		if tr == nil || c.dead.Load() {
 			return
 		}
-		out, read := tr.live(p, b.out[:0], b.maxPending)
+		out, read := tr.Live(p, b.out[:0], b.maxPending)
 		if read {
 			b.markDirtyLocked(topic)
 		}
@@ -273,8 +274,8 @@ func (b *Broker) sync(ctx context.Context, c *psConn, topics []string) error {
 		b.mu.Lock()
 		for i, t := range chunk {
 			var since broker.Position
-			if tr := b.tracks[t]; tr != nil && tr.known {
-				since = broker.Position{Offset: tr.last, Epoch: tr.epoch}
+			if tr := b.tracks[t]; tr != nil && tr.Known() {
+				since = tr.Position()
 			}
 			args[i] = b.readArgs(since, b.cfg.HistorySize, since.Epoch != "")
 			cmds[i] = b.read.evalsha(c.dc, b.keys(t), args[i])
@@ -313,15 +314,15 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 	if tr == nil {
 		return
 	}
-	wasKnown := tr.known
-	if wasKnown && pos.Epoch == tr.epoch && pos.Offset < tr.last {
+	wasKnown := tr.Known()
+	if at := tr.Position(); wasKnown && pos.Epoch == at.Epoch && pos.Offset < at.Offset {
 		// Nothing can be done for what was lost, and the offsets after
 		// pos will be given again, which this node drops as repeats until
 		// they pass tr.last: say so loudly. A publish after the restart
 		// may also have hidden the rollback from this read already.
 		b.stats.rollbacks.Add(1)
 		b.log.Error("redis: topic history is behind what this node delivered; Redis lost acknowledged publications",
-			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset, "delivered", tr.last)
+			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset, "delivered", at.Offset)
 	}
 	more := len(pubs) == b.cfg.HistorySize && pubs[len(pubs)-1].Offset < pos.Offset
 	if more {
@@ -329,9 +330,9 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		// with a larger one): take this part now, the rest on the next read.
 		pos.Offset = pubs[len(pubs)-1].Offset
 	}
-	out, jumped, again := tr.filled(pos, pubs, b.out[:0], b.maxPending)
+	out, jumped, again := tr.Filled(pos, pubs, b.out[:0], b.maxPending)
 	if again || more {
-		tr.syncing = true
+		tr.Syncing()
 		b.markDirtyLocked(topic)
 	}
 	if wasKnown {
@@ -375,7 +376,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 		b.mu.Unlock()
 		return nil
 	}
-	tr := &track{}
+	tr := &track.Track{}
 	b.tracks[topic] = tr
 	b.mu.Unlock()
 	var last error
@@ -418,7 +419,7 @@ func (b *Broker) subscribeOn(ctx context.Context, c *psConn, topic string) error
 	}
 	b.mu.Lock()
 	if tr := b.tracks[topic]; tr != nil {
-		tr.baseline(pos)
+		tr.Baseline(pos)
 	}
 	b.mu.Unlock()
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/broker/track"
 )
 
 var _ broker.Broker = (*Broker)(nil)
@@ -59,12 +60,12 @@ type Broker struct {
 	mu sync.Mutex
 	// Guarded by mu.
 	started bool
-	cancel  context.CancelFunc   // stops the Pub/Sub goroutine
-	conn    *psConn              // the Pub/Sub connection in service; nil while reconnecting
-	connCh  chan struct{}        // closed and replaced whenever conn changes
-	tracks  map[string]*track    // subscribed topics
-	dirty   map[string]struct{}  // subscribed topics waiting for a stream read
-	out     []broker.Publication // scratch for deliveries
+	cancel  context.CancelFunc      // stops the Pub/Sub goroutine
+	conn    *psConn                 // the Pub/Sub connection in service; nil while reconnecting
+	connCh  chan struct{}           // closed and replaced whenever conn changes
+	tracks  map[string]*track.Track // subscribed topics
+	dirty   map[string]struct{}     // subscribed topics waiting for a stream read
+	out     []broker.Publication    // scratch for deliveries
 }
 
 // Stats are the broker's lifetime counters.
@@ -130,7 +131,7 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		reapKick:   make(chan struct{}, 1),
 		ids:        make(map[string]string),
 		connCh:     make(chan struct{}),
-		tracks:     make(map[string]*track),
+		tracks:     make(map[string]*track.Track),
 		dirty:      make(map[string]struct{}),
 	}, nil
 }

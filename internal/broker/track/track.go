@@ -1,4 +1,8 @@
-package nats
+// Package track holds a broker node's delivery state for one subscribed topic:
+// which publication it handed on last, and what waits behind a gap until a
+// history read fills it. The Redis and NATS brokers both deliver through it, so
+// gap filling, duplicate dropping and epoch changes behave the same on both.
+package track
 
 import (
 	"slices"
@@ -6,13 +10,11 @@ import (
 	"github.com/heraldgg/herald/internal/broker"
 )
 
-// track is this node's delivery state for one subscribed topic: the position of
+// Track is this node's delivery state for one subscribed topic: the position of
 // the last publication handed to the handler, and what waits behind a gap.
-// (The redis broker keeps the same logic; each package owns its copy so
-// neither imports the other.)
-// Guarded by Broker.mu; the methods never block and never call the handler,
-// they return what the caller must deliver, in order.
-type track struct {
+// The caller guards it with its own lock; the methods never block and never call
+// the handler, they return what the caller must deliver, in order.
+type Track struct {
 	epoch string
 	last  uint64
 	// known is false until the first publication or the baseline read set
@@ -26,10 +28,10 @@ type track struct {
 	pending []broker.Publication
 }
 
-// live takes a publication that arrived on the Pub/Sub connection. It returns
+// Live takes a publication that arrived on the Pub/Sub connection. It returns
 // out with the publications now deliverable appended, and reports whether a
 // stream read must be queued for the topic (it was not queued already).
-func (tr *track) live(p broker.Publication, out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
+func (tr *Track) Live(p broker.Publication, out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
 	out, waiting := tr.offer(p, out, maxPending)
 	if !waiting && len(tr.pending) > 0 {
 		out, waiting = tr.drain(out, maxPending)
@@ -41,25 +43,25 @@ func (tr *track) live(p broker.Publication, out []broker.Publication, maxPending
 	return out, false
 }
 
-// baseline sets the position from which live publications count when nothing
+// Baseline sets the position from which live publications count when nothing
 // was delivered yet. Once anything was delivered it is ignored: that
 // publication already fixed the position.
-func (tr *track) baseline(pos broker.Position) {
+func (tr *Track) Baseline(pos broker.Position) {
 	if !tr.known {
 		tr.known, tr.epoch, tr.last = true, pos.Epoch, pos.Offset
 	}
 }
 
-// filled applies a stream read made after the topic's position at the time:
+// Filled applies a stream read made after the topic's position at the time:
 // pos is the topic's latest position and pubs the retained publications of
 // pos.Epoch after the track's position (all of them when the epoch changed),
 // in offset order. It returns out with what to deliver appended, whether the
 // delivered offsets jumped (history no longer held what was missed), and
 // whether another read is needed for publications still waiting behind a gap.
-func (tr *track) filled(pos broker.Position, pubs []broker.Publication, out []broker.Publication, maxPending int) (_ []broker.Publication, jumped, again bool) {
+func (tr *Track) Filled(pos broker.Position, pubs []broker.Publication, out []broker.Publication, maxPending int) (_ []broker.Publication, jumped, again bool) {
 	tr.syncing = false
 	if !tr.known {
-		tr.baseline(pos)
+		tr.Baseline(pos)
 	} else {
 		if pos.Epoch != tr.epoch {
 			tr.switchEpoch(pos.Epoch)
@@ -90,7 +92,7 @@ func (tr *track) filled(pos broker.Position, pubs []broker.Publication, out []br
 
 // offer delivers p if it is the next publication, drops it if it was already
 // delivered, and otherwise keeps it in pending and reports that it waits.
-func (tr *track) offer(p broker.Publication, out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
+func (tr *Track) offer(p broker.Publication, out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
 	if !tr.known {
 		tr.known, tr.epoch, tr.last = true, p.Epoch, p.Offset
 		if p.Offset == 0 {
@@ -119,7 +121,7 @@ func (tr *track) offer(p broker.Publication, out []broker.Publication, maxPendin
 }
 
 // drain offers every pending publication again, in offset order.
-func (tr *track) drain(out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
+func (tr *Track) drain(out []broker.Publication, maxPending int) ([]broker.Publication, bool) {
 	items := tr.pending
 	tr.pending = nil
 	slices.SortStableFunc(items, func(a, b broker.Publication) int {
@@ -140,7 +142,7 @@ func (tr *track) drain(out []broker.Publication, maxPending int) ([]broker.Publi
 	return out, waiting
 }
 
-func (tr *track) wait(p broker.Publication, maxPending int) {
+func (tr *Track) wait(p broker.Publication, maxPending int) {
 	if len(tr.pending) >= maxPending {
 		// The oldest is still in the stream; the read will bring it.
 		tr.pending = slices.Delete(tr.pending, 0, 1)
@@ -150,7 +152,18 @@ func (tr *track) wait(p broker.Publication, maxPending int) {
 
 // switchEpoch starts over in a new epoch; what waits from any other epoch is
 // history that no longer exists.
-func (tr *track) switchEpoch(epoch string) {
+func (tr *Track) switchEpoch(epoch string) {
 	tr.epoch, tr.last = epoch, 0
 	tr.pending = slices.DeleteFunc(tr.pending, func(p broker.Publication) bool { return p.Epoch != epoch })
 }
+
+// Known reports whether the track has a position yet (a publication or a
+// baseline set it).
+func (tr *Track) Known() bool { return tr.known }
+
+// Syncing marks a history read for the topic as queued or in flight, so that
+// Live does not ask for another.
+func (tr *Track) Syncing() { tr.syncing = true }
+
+// Position is the last publication delivered (or the baseline).
+func (tr *Track) Position() broker.Position { return broker.Position{Offset: tr.last, Epoch: tr.epoch} }

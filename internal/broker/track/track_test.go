@@ -1,4 +1,4 @@
-package nats
+package track
 
 import (
 	"fmt"
@@ -129,17 +129,17 @@ func TestTrack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var tr track
+			var tr Track
 			for i, s := range tc.steps {
 				var out []broker.Publication
 				var sync, jumped bool
 				switch {
 				case s.live != nil:
-					out, sync = tr.live(*s.live, nil, 8)
+					out, sync = tr.Live(*s.live, nil, 8)
 				case s.read != nil:
-					out, jumped, sync = tr.filled(*s.read, s.pubs, nil, 8)
+					out, jumped, sync = tr.Filled(*s.read, s.pubs, nil, 8)
 				case s.base != nil:
-					tr.baseline(*s.base)
+					tr.Baseline(*s.base)
 				}
 				if got := names(out); got != s.want || sync != s.sync || jumped != s.jumped {
 					t.Fatalf("step %d: delivered %q sync %v jumped %v; want %q sync %v jumped %v",
@@ -151,15 +151,15 @@ func TestTrack(t *testing.T) {
 }
 
 func TestTrackPendingIsBounded(t *testing.T) {
-	var tr track
-	tr.baseline(broker.Position{Epoch: "a", Offset: 0})
+	var tr Track
+	tr.Baseline(broker.Position{Epoch: "a", Offset: 0})
 	for o := uint64(2); o < 100; o++ {
-		tr.live(pub("a", o), nil, 8)
+		tr.Live(pub("a", o), nil, 8)
 	}
 	if len(tr.pending) != 8 {
 		t.Fatalf("pending holds %d, want 8", len(tr.pending))
 	}
-	out, _, again := tr.filled(broker.Position{Epoch: "a", Offset: 99}, pubs("a", 1, 99), nil, 8)
+	out, _, again := tr.Filled(broker.Position{Epoch: "a", Offset: 99}, pubs("a", 1, 99), nil, 8)
 	if len(out) != 99 || again {
 		t.Fatalf("after the read delivered %d, again %v", len(out), again)
 	}
