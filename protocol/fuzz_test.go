@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 func FuzzDecodeJSON(f *testing.F) {
@@ -39,7 +41,36 @@ func FuzzDecodeProto(f *testing.F) {
 		b, _ := AppendProto(nil, env)
 		f.Add(b)
 	}
+	// Hand-made corners: a known field with another wire type, an unknown
+	// field, a group, repeated `since` fields that merge, map entries without
+	// key or value, invalid UTF-8 in a string.
+	for _, b := range [][]byte{
+		{0x1a, 0x01, 0x61, 0x18, 0x05, 0xf8, 0x07, 0x01},
+		{0x3a, 0x02, 0x08, 0x07, 0x3a, 0x03, 0x12, 0x01, 0x65},
+		{0xb2, 0x01, 0x00, 0xb2, 0x01, 0x03, 0x12, 0x01, 0x76},
+		{0x1a, 0x01, 0xff},
+		{0x0b, 0x08, 0x01, 0x0c, 0x08, 0x02},
+		{0xa1, 0x01, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f},
+	} {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The hand-written decoder must agree with the generated one.
+		var raw, ref Envelope
+		rawErr := decodeProto(b, &raw, &repeated{})
+		refErr := proto.Unmarshal(b, &ref)
+		if (rawErr == nil) != (refErr == nil) {
+			t.Fatalf("decoder says %v, proto.Unmarshal says %v", rawErr, refErr)
+		}
+		if refErr == nil {
+			ref.ProtoReflect().SetUnknown(nil)
+			if ref.Since != nil {
+				ref.Since.ProtoReflect().SetUnknown(nil)
+			}
+			if !proto.Equal(&raw, &ref) {
+				t.Fatalf("decoded %v, proto.Unmarshal decoded %v", &raw, &ref)
+			}
+		}
 		var e Envelope
 		if err := DecodeProto(b, &e); err != nil {
 			var perr *Error
@@ -47,6 +78,15 @@ func FuzzDecodeProto(f *testing.F) {
 				t.Fatalf("error is not a *protocol.Error: %v", err)
 			}
 			return
+		}
+		var borrowed Envelope
+		if err := DecodeProtoBorrowed(b, &borrowed); err != nil || !proto.Equal(&borrowed, &e) {
+			t.Fatalf("borrowing decode: %v, %v", err, &borrowed)
+		}
+		// Decoding again into the same envelope reuses its strings and must
+		// give the same result.
+		if err := DecodeProto(b, &e); err != nil || !proto.Equal(&e, &raw) {
+			t.Fatalf("second decode into the same envelope: %v, %v", err, &e)
 		}
 		if _, err := AppendProto(nil, &e); err != nil {
 			t.Fatalf("re-encoding: %v", err)
