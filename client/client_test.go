@@ -572,3 +572,44 @@ func TestServerSideSubscription(t *testing.T) {
 		}
 	}
 }
+
+// TestBorrowData: with BorrowData a handler that copies what it keeps sees every
+// payload intact, and a request's answer, read by the caller after more frames
+// arrived, is a copy of its own.
+func TestBorrowData(t *testing.T) {
+	n := servertest.Start(t, nil)
+	eachVariant(t, func(t *testing.T, v variant) {
+		cfg := v.config(n, nil)
+		cfg.BorrowData = true
+		c := dial(t, cfg, nil)
+		topic := "borrow." + v.name
+		got := make(chan []byte, 100)
+		if _, err := c.Subscribe(ctx(t), topic, func(m client.Message) { got <- bytes.Clone(m.Data) }); err != nil {
+			t.Fatal(err)
+		}
+		const count = 20
+		for i := 1; i <= count; i++ {
+			publish(t, n, topic, i)
+		}
+		reply, err := c.Request(ctx(t), "demo.echo", payload(99), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= count; i++ {
+			publish(t, n, topic, count+i)
+		}
+		for i := 1; i <= 2*count; i++ {
+			select {
+			case d := <-got:
+				if !bytes.Equal(d, payload(i)) {
+					t.Fatalf("message %d: %q, want %q", i, d, payload(i))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("message %d did not arrive", i)
+			}
+		}
+		if !bytes.Equal(reply, payload(99)) {
+			t.Fatalf("reply %q after later messages, want %q", reply, payload(99))
+		}
+	})
+}

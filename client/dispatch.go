@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -25,7 +26,12 @@ func (c *Client) readLoop(cn *conn) error {
 			continue // keep-alive
 		}
 		e := &cn.env
-		if err := codec.Decode(p, e); err != nil {
+		if codec == protocol.CodecProto && c.s.BorrowData {
+			err = protocol.DecodeProtoBorrowed(p, e)
+		} else {
+			err = codec.Decode(p, e)
+		}
+		if err != nil {
 			// Skip it rather than drop the connection: a newer server may send an
 			// op this client does not know yet.
 			c.log.Warn("herald frame not understood", "err", err)
@@ -85,6 +91,11 @@ func (c *Client) dispatch(cn *conn, e *protocol.Envelope) error {
 		cl.err = &protocol.Error{Code: protocol.Code(e.Code), Reason: e.Reason}
 	case cl.want:
 		cl.data, cl.recovered = e.Data, e.Recovered
+		if c.s.BorrowData {
+			// The caller reads the answer on its own goroutine, after the
+			// read buffer has moved on.
+			cl.data = bytes.Clone(e.Data)
+		}
 		cl.pos = Position{Offset: e.Offset, Epoch: e.Epoch}
 	default:
 		cl.err = fmt.Errorf("client: server answered %s to a request for %s", e.Op.Name(), cl.want.Name())

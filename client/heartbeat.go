@@ -41,7 +41,10 @@ func (cn *conn) heartbeat() {
 	hb := int64(cn.hb)
 	dead := hb * 3 / 2
 	now := cn.now()
-	if now-cn.lastRecv.Load() >= dead {
+	if n := cn.recvd.Load(); n != cn.recvSeen {
+		cn.recvSeen, cn.recvAt = n, now
+	}
+	if now-cn.recvAt >= dead {
 		cn.fail(ErrHeartbeatTimeout)
 		return
 	}
@@ -64,6 +67,9 @@ func (cn *conn) heartbeat() {
 			nextPing = now + hb/10
 		}
 	}
-	next := min(nextPing, cn.lastRecv.Load()+dead) - now
+	// A frame's arrival is known only to the first tick after it, so while
+	// frames come the tick runs every quarter of the verdict's delay: a server
+	// that falls silent is declared dead at most that much late, never early.
+	next := min(nextPing, cn.recvAt+dead, now+dead/4) - now
 	cn.hbTimer.Reset(time.Duration(max(next, int64(time.Millisecond))))
 }

@@ -46,7 +46,8 @@ type Message struct {
 	Offset uint64
 	Epoch  string
 	// Data is the application payload, which the handler may keep: the client never
-	// reuses it. For the JSON codec it is the JSON value as sent, compacted.
+	// reuses it, unless Config.BorrowData says otherwise. For the JSON codec it is
+	// the JSON value as sent, compacted.
 	Data []byte
 	// Map, X and Y are set for region messages.
 	Map  string
