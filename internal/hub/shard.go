@@ -54,7 +54,7 @@ type shard struct {
 	sessions map[*session.Session]struct{}
 	// topics maps a topic to its subscribers here and their subscription state, so
 	// fan-out reaches each recipient's position without a lookup by topic name.
-	topics  map[string]map[*session.Session]*session.Sub
+	topics  map[string]*subscribers
 	users   map[string]map[*session.Session]struct{}
 	touched []*session.Session
 	scratch []byte
@@ -70,7 +70,7 @@ type shard struct {
 func newShard(h *Hub, id int) *shard {
 	sh := &shard{hub: h, id: id, wake: make(chan struct{}, 1),
 		sessions: make(map[*session.Session]struct{}),
-		topics:   make(map[string]map[*session.Session]*session.Sub),
+		topics:   make(map[string]*subscribers),
 		users:    make(map[string]map[*session.Session]struct{})}
 	sh.in = newRing[item](h.cfg.InboxSize)
 	sh.roomy = sync.NewCond(&sh.mu)
@@ -208,23 +208,18 @@ func (sh *shard) drain() {
 func (sh *shard) handle(it *item) {
 	switch it.kind {
 	case itemTopic:
-		for s, sub := range sh.topics[it.topic] {
-			if sub.Recovering {
-				if len(sub.Pending) >= maxPending {
-					sh.slow.Add(1)
-					sh.disconnect(s, protocol.DisconnectSlowConsumer, "too many messages during recovery")
-					continue
-				}
-				sub.Pending = append(sub.Pending, it.frame)
-				continue
-			}
-			fresh, gap := advance(sub, it.frame)
-			if gap {
-				sh.lostTrack(s, it.topic)
-				continue
-			}
-			if fresh {
-				sh.enqueue(s, it.frame)
+		set := sh.topics[it.topic]
+		if set == nil {
+			return
+		}
+		// A recipient disconnected on the way leaves the list at once, and the
+		// last one takes its place: the index advances only past a recipient
+		// still there.
+		for i := 0; i < len(set.list); {
+			m := set.list[i]
+			sh.deliverTopic(m.s, m.sub, it)
+			if i < len(set.list) && set.list[i].s == m.s {
+				i++
 			}
 		}
 	case itemAll:
@@ -246,6 +241,26 @@ func (sh *shard) handle(it *item) {
 		}
 	case itemCommand:
 		it.fn(sh)
+	}
+}
+
+func (sh *shard) deliverTopic(s *session.Session, sub *session.Sub, it *item) {
+	if sub.Recovering {
+		if len(sub.Pending) >= maxPending {
+			sh.slow.Add(1)
+			sh.disconnect(s, protocol.DisconnectSlowConsumer, "too many messages during recovery")
+			return
+		}
+		sub.Pending = append(sub.Pending, it.frame)
+		return
+	}
+	fresh, gap := advance(sub, it.frame)
+	if gap {
+		sh.lostTrack(s, it.topic)
+		return
+	}
+	if fresh {
+		sh.enqueue(s, it.frame)
 	}
 }
 
@@ -371,10 +386,10 @@ func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
 	}
 	set := sh.topics[topic]
 	if set == nil {
-		set = make(map[*session.Session]*session.Sub)
+		set = &subscribers{}
 		sh.topics[topic] = set
 	}
-	set[s] = sub
+	set.add(s, sub)
 	return nil
 }
 
@@ -445,8 +460,8 @@ func (sh *shard) unsubscribe(s *session.Session, topic string) error {
 	if _, ok := s.Subs[topic]; !ok {
 		return ErrNotSubscribed
 	}
-	delete(s.Subs, topic)
 	sh.unindex(s, topic)
+	delete(s.Subs, topic)
 	if p := sh.hub.presence; p != nil && s.User != "" {
 		p.left(topic, s.User)
 	}
@@ -454,11 +469,15 @@ func (sh *shard) unsubscribe(s *session.Session, topic string) error {
 }
 
 func (sh *shard) unindex(s *session.Session, topic string) {
-	if set := sh.topics[topic]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(sh.topics, topic)
-		}
+	set := sh.topics[topic]
+	if set == nil {
+		return
+	}
+	if sub := s.Subs[topic]; sub != nil {
+		set.remove(sub)
+	}
+	if len(set.list) == 0 {
+		delete(sh.topics, topic)
 	}
 }
 

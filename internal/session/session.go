@@ -91,6 +91,9 @@ type Sub struct {
 	Recovering bool
 	Pending    []*Frame
 	Lossy      bool
+	// Slot is the subscription's place in its shard's list of the topic's
+	// subscribers, so that leaving takes constant time.
+	Slot int
 }
 
 // New creates a session.
