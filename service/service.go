@@ -80,6 +80,8 @@ type Config struct {
 	// DialOptions are added to the server API connection, for example TLS.
 	DialOptions []grpc.DialOption
 	// ServerOptions are added to the gRPC server, for example TLS or interceptors.
+	// They come after the SDK's own (fixed 1 MiB stream and 16 MiB connection
+	// flow-control windows), so they may override those.
 	ServerOptions []grpc.ServerOption
 
 	// StopTimeout bounds how long Run waits, once ctx is done, for the calls in
@@ -255,7 +257,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	ln := s.ln // set by Listen, never changed after
 
-	srv := grpc.NewServer(s.cfg.ServerOptions...)
+	// Fixed windows turn off gRPC's bandwidth estimator, whose ping per
+	// request (sent when data arrives and no ping is outstanding) doubled the
+	// writes of a request sent one at a time. ServerOptions may override them.
+	opts := append([]grpc.ServerOption{
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(16 << 20),
+	}, s.cfg.ServerOptions...)
+	srv := grpc.NewServer(opts...)
 	protocol.RegisterGameServiceServer(srv, &gameServer{s: s})
 	hs := health.NewServer()
 	hs.SetServingStatus(protocol.GameService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

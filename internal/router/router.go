@@ -71,7 +71,9 @@ type Option func(*Router)
 func WithHooks(h Hooks) Option { return func(r *Router) { r.hooks = h } }
 
 // WithDialOptions adds gRPC dial options for every instance connection, for
-// example TLS credentials or tracing. The default is plaintext.
+// example TLS credentials or tracing. The default is plaintext with fixed
+// flow-control windows (grpc.go); these options come after, so they may
+// override either.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(r *Router) { r.dialOpts = append(r.dialOpts, opts...) }
 }
