@@ -36,7 +36,20 @@ type Service struct {
 	maps     Maps // nil: no maps, region calls answer not found
 	// routeUsers sends controls for a user only to the nodes the registry lists.
 	routeUsers bool
+	// presence answers Nodes and Presence: the broker's registry, or the node
+	// itself when it is alone (WithPresence).
+	presence PresenceSource
 }
+
+// PresenceSource is what Nodes and Presence read: broker.Presence satisfies it.
+type PresenceSource interface {
+	Nodes(ctx context.Context) ([]broker.NodeInfo, error)
+	TopicUsers(ctx context.Context, topic string) ([]broker.PresenceEntry, error)
+}
+
+// WithPresence answers Nodes and Presence from p instead of the broker's
+// registry: for a node alone on the memory broker, which keeps no registry.
+func WithPresence(p PresenceSource) Option { return func(s *Service) { s.presence = p } }
 
 // WithUserRouting makes pushes, kicks and subscriptions addressed to a user go only
 // to the nodes holding the user, as the broker's presence registry knows them,
@@ -47,6 +60,9 @@ func WithUserRouting() Option { return func(s *Service) { s.routeUsers = true } 
 // New returns a Service. maxTopic and maxData bound topic names and payloads, in bytes.
 func New(b Broker, maxTopic, maxData int, opts ...Option) *Service {
 	s := &Service{broker: b, maxTopic: maxTopic, maxData: maxData}
+	if p, ok := b.(broker.Presence); ok {
+		s.presence = p
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -188,8 +204,8 @@ func (s *Service) toUser(ctx context.Context, reg userRegistry, user string, b [
 
 // Nodes lists the live nodes of the cluster with their counts.
 func (s *Service) Nodes(ctx context.Context) ([]broker.NodeInfo, error) {
-	p, ok := s.broker.(broker.Presence)
-	if !ok {
+	p := s.presence
+	if p == nil {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "this broker keeps no presence")
 	}
 	nodes, err := p.Nodes(ctx)
@@ -205,8 +221,8 @@ func (s *Service) Presence(ctx context.Context, topic string) ([]broker.Presence
 	if err := s.checkTopic(topic); err != nil {
 		return nil, err
 	}
-	p, ok := s.broker.(broker.Presence)
-	if !ok {
+	p := s.presence
+	if p == nil {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "this broker keeps no presence")
 	}
 	users, err := p.TopicUsers(ctx, topic)

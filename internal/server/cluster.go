@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"runtime/debug"
 	"time"
 
 	"github.com/heraldgg/herald/internal/broker"
+	"github.com/heraldgg/herald/internal/config"
 )
 
 // presenceBatch bounds one UpdatePresence call, so a resync of a full node is sent
@@ -104,4 +106,28 @@ func buildVersion() string {
 		return info.Main.Version
 	}
 	return ""
+}
+
+// alone reports a node on the memory broker, which has no cluster to announce
+// itself to: the hub answers presence queries itself (localPresence).
+func (s *Server) alone() bool {
+	kind, _ := config.BrokerKind(s.cfg.Broker.URL)
+	return kind == "memory"
+}
+
+// localPresence answers the server API's presence queries from this node alone.
+type localPresence struct{ s *Server }
+
+func (l localPresence) Nodes(context.Context) ([]broker.NodeInfo, error) {
+	return []broker.NodeInfo{l.s.nodeInfo()}, nil
+}
+
+func (l localPresence) TopicUsers(_ context.Context, topic string) ([]broker.PresenceEntry, error) {
+	users := l.s.hub.TopicUsers(topic)
+	slices.Sort(users)
+	out := make([]broker.PresenceEntry, len(users))
+	for i, u := range users {
+		out[i] = broker.PresenceEntry{User: u, Node: l.s.cfg.Node}
+	}
+	return out, nil
 }

@@ -95,3 +95,41 @@ func TestCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestPresenceAlone: a node on the memory broker answers presence and nodes
+// from its own sessions, and forgets a user who leaves.
+func TestPresenceAlone(t *testing.T) {
+	n := servertest.Start(t, func(c *config.Config) { c.Node = "solo" })
+	alice, _ := connect(t, n, variants[0], "alice")
+	bob, _ := connect(t, n, variants[3], "bob")
+	for _, r := range []*raw{alice, bob} {
+		if ack := r.call(&protocol.Envelope{Op: protocol.Op_OP_SUB, Topic: "chat.world"}); ack.Op != protocol.Op_OP_SUBSCRIBED {
+			t.Fatalf("sub: %v", ack)
+		}
+	}
+	var p struct {
+		Users []struct{ User, Node string }
+	}
+	n.Get(t, "/api/presence?topic=chat.world", &p)
+	if got := fmt.Sprint(p.Users); got != "[{alice solo} {bob solo}]" {
+		t.Fatalf("presence: %s", got)
+	}
+	var nodes struct {
+		Nodes []struct {
+			Name     string
+			Sessions int
+			Users    int
+		}
+	}
+	n.Get(t, "/api/nodes", &nodes)
+	if got := fmt.Sprint(nodes.Nodes); got != "[{solo 2 2}]" {
+		t.Fatalf("nodes: %s", got)
+	}
+	if ack := bob.call(&protocol.Envelope{Op: protocol.Op_OP_UNSUB, Topic: "chat.world"}); ack.Op != protocol.Op_OP_UNSUBSCRIBED {
+		t.Fatalf("unsub: %v", ack)
+	}
+	n.Get(t, "/api/presence?topic=chat.world", &p)
+	if got := fmt.Sprint(p.Users); got != "[{alice solo}]" {
+		t.Fatalf("presence after bob left: %s", got)
+	}
+}

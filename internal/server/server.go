@@ -87,7 +87,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.hub = hub.New(cfg.Hub, b, cfg.Gateway.HeartbeatTimeout(), log.With("component", "hub"))
-	if _, ok := b.(broker.Presence); ok {
+	kind, _ := config.BrokerKind(cfg.Broker.URL)
+	if kind == "memory" {
+		s.hub.EnableLocalPresence()
+	} else if _, ok := b.(broker.Presence); ok {
 		s.hub.EnablePresence()
 	}
 	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"),
@@ -103,7 +106,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	// One Service behind both doors, so the HTTP and gRPC APIs cannot drift apart.
 	apiOpts := []api.Option{api.WithMaps(s.hub)}
-	if kind, _ := config.BrokerKind(cfg.Broker.URL); kind != "memory" {
+	if kind == "memory" {
+		apiOpts = append(apiOpts, api.WithPresence(localPresence{s}))
+	} else {
 		apiOpts = append(apiOpts, api.WithUserRouting())
 	}
 	svc := api.New(b, cfg.Gateway.MaxTopicLength, cfg.Transport.MaxFrameSize, apiOpts...)
@@ -149,7 +154,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			_ = s.stop(context.Background())
 		}
 	}()
-	if p, ok := s.broker.(broker.Presence); ok {
+	if p, ok := s.broker.(broker.Presence); ok && !s.alone() {
 		if _, err := p.Announce(ctx, s.nodeInfo(), s.cfg.Cluster.PresenceTTL); err != nil {
 			return fmt.Errorf("server: announce node: %w", err)
 		}
