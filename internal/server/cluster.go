@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"slices"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/heraldgg/herald/internal/broker"
