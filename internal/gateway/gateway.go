@@ -39,6 +39,7 @@ type Gateway struct {
 	log     *slog.Logger
 	router  Router  // nil: no routes
 	events  *events // nil: no service wants session events
+	work    *workers
 
 	bg sync.WaitGroup // server subscribes in progress
 
@@ -60,7 +61,7 @@ type Gateway struct {
 // session events it starts their workers; Close stops them.
 func New(cfg Config, sessCfg session.Config, node string, h *hub.Hub, b Broker, log *slog.Logger, opts ...Option) *Gateway {
 	g := &Gateway{cfg: cfg.WithDefaults(), sessCfg: sessCfg.WithDefaults(), node: node, hub: h,
-		broker: b, log: log, perIP: make(map[string]int)}
+		broker: b, log: log, perIP: make(map[string]int), work: newWorkers()}
 	for _, o := range opts {
 		o(g)
 	}

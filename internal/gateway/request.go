@@ -81,9 +81,10 @@ func (g *Gateway) sessionEvent(ev router.SessionEvent) {
 }
 
 // Close stops the session event workers (events still queued are dropped) and
-// waits for server subscribes in progress. The server calls it once no client
-// connection is left.
+// the idle request workers, and waits for server subscribes in progress. The
+// server calls it once no client connection is left.
 func (g *Gateway) Close() {
+	g.work.stop()
 	if g.events != nil {
 		g.events.stop()
 		g.events.wg.Wait()
@@ -98,7 +99,7 @@ func closeReason(err error) string {
 	return err.Error()
 }
 
-// request sends a req to its game service on a goroutine of its own, so that
+// request sends a req to its game service on a worker goroutine, so that
 // neither the event loop nor the session's shard waits for a service, and
 // answers through the session's shard exactly once: the router returns once,
 // within the route's timeout. A req without an id is a notify: nothing is
@@ -122,7 +123,7 @@ func (g *Gateway) request(cl *client, s *session.Session, env *protocol.Envelope
 	// reused by the transport, so the goroutine may keep them.
 	req := router.Request{Route: env.Route, Session: s.ID, User: s.User, Meta: env.Meta, Data: env.Data}
 	id := env.Id
-	go func() {
+	g.work.do(func() {
 		defer cl.requests.Add(-1)
 		if id == 0 {
 			if err := g.router.Notify(context.Background(), req); err != nil {
@@ -136,5 +137,5 @@ func (g *Gateway) request(cl *client, s *session.Session, env *protocol.Envelope
 			return
 		}
 		g.reply(cl, s, s.Codec, &protocol.Envelope{Op: protocol.Op_OP_REPLY, Id: id, Data: data})
-	}()
+	})
 }
