@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"context"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/heraldgg/herald/internal/broker"
@@ -10,14 +13,8 @@ import (
 // subscriptions to each topic on this node, and records a change only when a count
 // leaves or reaches zero: the cluster learns "alice is on this node" once, however
 // many tabs she opens. Anonymous sessions (no user id) are not tracked.
-//
-// A local presence (a single node on the memory broker) keeps the counts to
-// answer queries itself and records no changes: there is no registry to feed,
-// and a second copy of every user and membership in the broker cost a single
-// node ~850 bytes per connection.
 type presence struct {
 	mu      sync.Mutex
-	local   bool
 	users   map[string]int
 	members map[membership]int
 	pending []broker.Change
@@ -31,7 +28,7 @@ func newPresence() *presence {
 
 func (p *presence) userUp(user string) {
 	p.mu.Lock()
-	if p.users[user]++; p.users[user] == 1 && !p.local {
+	if p.users[user]++; p.users[user] == 1 {
 		p.pending = append(p.pending, broker.Change{Kind: broker.UserAdded, User: user})
 	}
 	p.mu.Unlock()
@@ -41,9 +38,7 @@ func (p *presence) userDown(user string) {
 	p.mu.Lock()
 	if p.users[user]--; p.users[user] <= 0 {
 		delete(p.users, user)
-		if !p.local {
-			p.pending = append(p.pending, broker.Change{Kind: broker.UserRemoved, User: user})
-		}
+		p.pending = append(p.pending, broker.Change{Kind: broker.UserRemoved, User: user})
 	}
 	p.mu.Unlock()
 }
@@ -51,7 +46,7 @@ func (p *presence) userDown(user string) {
 func (p *presence) joined(topic, user string) {
 	m := membership{topic, user}
 	p.mu.Lock()
-	if p.members[m]++; p.members[m] == 1 && !p.local {
+	if p.members[m]++; p.members[m] == 1 {
 		p.pending = append(p.pending, broker.Change{Kind: broker.TopicJoined, Topic: topic, User: user})
 	}
 	p.mu.Unlock()
@@ -62,9 +57,7 @@ func (p *presence) left(topic, user string) {
 	p.mu.Lock()
 	if p.members[m]--; p.members[m] <= 0 {
 		delete(p.members, m)
-		if !p.local {
-			p.pending = append(p.pending, broker.Change{Kind: broker.TopicLeft, Topic: topic, User: user})
-		}
+		p.pending = append(p.pending, broker.Change{Kind: broker.TopicLeft, Topic: topic, User: user})
 	}
 	p.mu.Unlock()
 }
@@ -72,32 +65,6 @@ func (p *presence) left(topic, user string) {
 // EnablePresence makes the hub track users and topic memberships for the
 // cluster's presence registry. Call it before Start.
 func (h *Hub) EnablePresence() { h.presence = newPresence() }
-
-// EnableLocalPresence makes the hub track users and topic memberships to answer
-// Users and TopicUsers itself, for a node alone on the memory broker. Call it
-// before Start.
-func (h *Hub) EnableLocalPresence() {
-	h.presence = &presence{local: true, users: make(map[string]int), members: make(map[membership]int)}
-}
-
-// TopicUsers lists the users subscribed to topic on this node, in no order
-// (none when presence is not tracked). It scans every membership: an
-// administrative query, not a hot path.
-func (h *Hub) TopicUsers(topic string) []string {
-	p := h.presence
-	if p == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []string
-	for m := range p.members {
-		if m.topic == topic {
-			out = append(out, m.user)
-		}
-	}
-	return out
-}
 
 // TakePresence returns the changes since the last call, in order.
 func (h *Hub) TakePresence() []broker.Change {
@@ -133,14 +100,55 @@ func (h *Hub) ResyncPresence() []broker.Change {
 	return out
 }
 
-// Users is the number of distinct users with a session on this node (0 when
-// presence is not tracked).
+// Users is the number of distinct users with a session on this node. With
+// presence tracked it is a counter; without (a node alone on the memory
+// broker, which keeps no registry), the shards are asked, which costs a pass
+// over the users: an administrative query.
 func (h *Hub) Users() int {
-	p := h.presence
-	if p == nil {
-		return 0
+	if p := h.presence; p != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.users)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.users)
+	seen := make(map[string]struct{})
+	for _, sh := range h.shards {
+		var part []string
+		err := sh.call(context.Background(), func(sh *shard) error {
+			part = slices.Collect(maps.Keys(sh.users))
+			return nil
+		})
+		if err != nil {
+			return 0
+		}
+		for _, u := range part {
+			seen[u] = struct{}{}
+		}
+	}
+	return len(seen)
+}
+
+// TopicUsers lists the distinct users subscribed to topic on this node, sorted,
+// from the shards' own indexes: what a node alone on the memory broker answers
+// for presence.
+func (h *Hub) TopicUsers(ctx context.Context, topic string) ([]string, error) {
+	var out []string
+	for _, sh := range h.shards {
+		var part []string
+		err := sh.call(ctx, func(sh *shard) error {
+			if set := sh.topics[topic]; set != nil {
+				for _, m := range set.list {
+					if m.s.User != "" {
+						part = append(part, m.s.User)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, part...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }

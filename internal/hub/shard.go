@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,8 +55,10 @@ type shard struct {
 	sessions map[*session.Session]struct{}
 	// topics maps a topic to its subscribers here and their subscription state, so
 	// fan-out reaches each recipient's position without a lookup by topic name.
-	topics  map[string]*subscribers
-	users   map[string]map[*session.Session]struct{}
+	topics map[string]*subscribers
+	// users lists each user's sessions here: usually one, so a slice rather
+	// than a set per user.
+	users   map[string][]*session.Session
 	touched []*session.Session
 	scratch []byte
 	batch   []item
@@ -71,7 +74,7 @@ func newShard(h *Hub, id int) *shard {
 	sh := &shard{hub: h, id: id, wake: make(chan struct{}, 1),
 		sessions: make(map[*session.Session]struct{}),
 		topics:   make(map[string]*subscribers),
-		users:    make(map[string]map[*session.Session]struct{})}
+		users:    make(map[string][]*session.Session)}
 	sh.in = newRing[item](h.cfg.InboxSize)
 	sh.roomy = sync.NewCond(&sh.mu)
 	return sh
@@ -227,9 +230,7 @@ func (sh *shard) handle(it *item) {
 			sh.enqueue(s, it.frame)
 		}
 	case itemUser:
-		for s := range sh.users[it.target] {
-			sh.enqueue(s, it.frame)
-		}
+		sh.eachOfUser(it.target, func(s *session.Session) { sh.enqueue(s, it.frame) })
 	case itemSession:
 		if !it.sess.Removed {
 			sh.enqueue(it.sess, it.frame)
@@ -312,12 +313,18 @@ func (sh *shard) add(s *session.Session) {
 		if p := sh.hub.presence; p != nil {
 			p.userUp(s.User)
 		}
-		set := sh.users[s.User]
-		if set == nil {
-			set = make(map[*session.Session]struct{})
-			sh.users[s.User] = set
+		sh.users[s.User] = append(sh.users[s.User], s)
+	}
+}
+
+// eachOfUser calls fn for each of user's sessions here; fn may disconnect it.
+func (sh *shard) eachOfUser(user string, fn func(*session.Session)) {
+	for i := 0; i < len(sh.users[user]); {
+		s := sh.users[user][i]
+		fn(s)
+		if list := sh.users[user]; i < len(list) && list[i] == s {
+			i++
 		}
-		set[s] = struct{}{}
 	}
 }
 
@@ -329,23 +336,30 @@ func (sh *shard) remove(s *session.Session) {
 	sh.hub.unplace(s)
 	_, added := sh.sessions[s]
 	delete(sh.sessions, s)
-	if set := sh.users[s.User]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
+	if list := sh.users[s.User]; list != nil {
+		if i := slices.Index(list, s); i >= 0 {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+		}
+		if len(list) == 0 {
 			delete(sh.users, s.User)
+		} else {
+			sh.users[s.User] = list
 		}
 	}
-	for topic := range s.Subs {
-		sh.unindex(s, topic)
-		sh.hub.release(topic)
+	for _, sub := range s.Subs {
+		sh.unindex(sub)
+		sh.hub.release(sub.Topic)
 	}
 	if p := sh.hub.presence; p != nil && s.User != "" && added {
-		for topic := range s.Subs {
-			p.left(topic, s.User)
+		for _, sub := range s.Subs {
+			p.left(sub.Topic, s.User)
 		}
 		p.userDown(s.User)
 	}
 	clear(s.Subs)
+	s.Subs = nil
 	s.Discard()
 }
 
@@ -373,14 +387,14 @@ func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
 	if s.Removed || s.Closed() {
 		return ErrSessionGone
 	}
-	if _, ok := s.Subs[topic]; ok {
+	if s.Subs.Get(topic) != nil {
 		return ErrAlreadySubscribed
 	}
 	if len(s.Subs) >= s.Config().MaxSubscriptions {
 		return ErrTooManySubs
 	}
-	sub := &session.Sub{Recovering: true, Lossy: lossy}
-	s.Subs[topic] = sub
+	sub := &session.Sub{Topic: topic, Recovering: true, Lossy: lossy}
+	s.Subs.Add(sub)
 	if p := sh.hub.presence; p != nil && s.User != "" {
 		p.joined(topic, s.User)
 	}
@@ -394,7 +408,7 @@ func (sh *shard) subscribe(s *session.Session, topic string, lossy bool) error {
 }
 
 func (sh *shard) completeSubscribe(s *session.Session, topic string, ack *session.Frame, replay []*session.Frame, start uint64, epoch string) {
-	sub := s.Subs[topic]
+	sub := s.Subs.Get(topic)
 	if sub == nil || !sub.Recovering {
 		return
 	}
@@ -457,27 +471,25 @@ func advance(sub *session.Sub, f *session.Frame) (fresh, gap bool) {
 }
 
 func (sh *shard) unsubscribe(s *session.Session, topic string) error {
-	if _, ok := s.Subs[topic]; !ok {
+	sub := s.Subs.Remove(topic)
+	if sub == nil {
 		return ErrNotSubscribed
 	}
-	sh.unindex(s, topic)
-	delete(s.Subs, topic)
+	sh.unindex(sub)
 	if p := sh.hub.presence; p != nil && s.User != "" {
 		p.left(topic, s.User)
 	}
 	return nil
 }
 
-func (sh *shard) unindex(s *session.Session, topic string) {
-	set := sh.topics[topic]
+func (sh *shard) unindex(sub *session.Sub) {
+	set := sh.topics[sub.Topic]
 	if set == nil {
 		return
 	}
-	if sub := s.Subs[topic]; sub != nil {
-		set.remove(sub)
-	}
+	set.remove(sub)
 	if len(set.list) == 0 {
-		delete(sh.topics, topic)
+		delete(sh.topics, sub.Topic)
 	}
 }
 

@@ -14,9 +14,7 @@ func (h *Hub) UserSessions(ctx context.Context, user string) ([]*session.Session
 	for _, sh := range h.shards {
 		var part []*session.Session
 		err := sh.call(ctx, func(sh *shard) error {
-			for s := range sh.users[user] {
-				part = append(part, s)
-			}
+			part = append(part, sh.users[user]...)
 			return nil
 		})
 		if err != nil {

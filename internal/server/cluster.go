@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/heraldgg/herald/internal/broker"
@@ -122,9 +121,11 @@ func (l localPresence) Nodes(context.Context) ([]broker.NodeInfo, error) {
 	return []broker.NodeInfo{l.s.nodeInfo()}, nil
 }
 
-func (l localPresence) TopicUsers(_ context.Context, topic string) ([]broker.PresenceEntry, error) {
-	users := l.s.hub.TopicUsers(topic)
-	slices.Sort(users)
+func (l localPresence) TopicUsers(ctx context.Context, topic string) ([]broker.PresenceEntry, error) {
+	users, err := l.s.hub.TopicUsers(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]broker.PresenceEntry, len(users))
 	for i, u := range users {
 		out[i] = broker.PresenceEntry{User: u, Node: l.s.cfg.Node}

@@ -88,9 +88,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.hub = hub.New(cfg.Hub, b, cfg.Gateway.HeartbeatTimeout(), log.With("component", "hub"))
 	kind, _ := config.BrokerKind(cfg.Broker.URL)
-	if kind == "memory" {
-		s.hub.EnableLocalPresence()
-	} else if _, ok := b.(broker.Presence); ok {
+	if _, ok := b.(broker.Presence); ok && kind != "memory" {
 		s.hub.EnablePresence()
 	}
 	s.gw = gateway.New(cfg.Gateway, cfg.Session, cfg.Node, s.hub, b, log.With("component", "gateway"),

@@ -67,7 +67,7 @@ type Session struct {
 	// Owned by the shard worker.
 	queue   []*Frame
 	queued  int // bytes in queue
-	Subs    map[string]*Sub
+	Subs    Subs
 	Dirty   bool // queued frames since the last flush
 	Removed bool // no longer in the shard's indexes
 
@@ -81,8 +81,41 @@ type Session struct {
 	Gone    bool
 }
 
+// Subs is a session's subscriptions, searched in order: sessions hold a handful
+// (at most MaxSubscriptions), and a map cost ~200 bytes per idle session even
+// for one. Owned by the shard worker.
+type Subs []*Sub
+
+// Get returns the subscription to topic, or nil.
+func (l Subs) Get(topic string) *Sub {
+	for _, sub := range l {
+		if sub.Topic == topic {
+			return sub
+		}
+	}
+	return nil
+}
+
+// Add appends sub, which must be to a topic not in l.
+func (l *Subs) Add(sub *Sub) { *l = append(*l, sub) }
+
+// Remove drops the subscription to topic and returns it, or nil.
+func (l *Subs) Remove(topic string) *Sub {
+	for i, sub := range *l {
+		if sub.Topic == topic {
+			last := len(*l) - 1
+			(*l)[i] = (*l)[last]
+			(*l)[last] = nil
+			*l = (*l)[:last]
+			return sub
+		}
+	}
+	return nil
+}
+
 // Sub is one subscription's delivery state. Owned by the shard worker.
 type Sub struct {
+	Topic string
 	// Last is the newest offset delivered (or replayed), to drop duplicates.
 	Last  uint64
 	Epoch string
@@ -99,7 +132,7 @@ type Sub struct {
 // New creates a session.
 func New(cfg Config, id string, num uint64, user string, codec protocol.Codec, variant int, conn Conn) *Session {
 	s := &Session{ID: id, Num: num, User: user, Codec: codec, Variant: variant, Conn: conn,
-		cfg: cfg.WithDefaults(), Subs: make(map[string]*Sub)}
+		cfg: cfg.WithDefaults()}
 	now := time.Now().UnixNano()
 	s.lastSeen.Store(now)
 	s.lastDrain.Store(now)
