@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -86,6 +87,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := server.NewLogger(cfg.Log, stderr)
+	tuneRuntime(cfg.Runtime, log)
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		log.Error("cannot build node", "err", err)
@@ -112,4 +114,21 @@ func version() string {
 		}
 	}
 	return v + " " + info.GoVersion
+}
+
+// tuneRuntime applies runtime.gc_percent and runtime.memory_limit, unless the
+// operator set GOGC or GOMEMLIMIT, which the Go runtime has applied already.
+func tuneRuntime(rt config.Runtime, log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(rt.GCPercent)
+	} else {
+		log.Info("GOGC is set; runtime.gc_percent ignored", "GOGC", os.Getenv("GOGC"))
+	}
+	if rt.MemoryLimit > 0 {
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(rt.MemoryLimit)
+		} else {
+			log.Info("GOMEMLIMIT is set; runtime.memory_limit ignored", "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
+		}
+	}
 }

@@ -139,6 +139,9 @@ func (c *Config) applyDefaults() {
 	if c.Drain.Timeout <= 0 {
 		c.Drain.Timeout = d.Drain.Timeout
 	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = d.Runtime.GCPercent
+	}
 	if c.Broker.URL == "" {
 		c.Broker.URL = d.Broker.URL
 	}
