@@ -254,15 +254,16 @@ func (g *Gateway) Frame(c *transport.Conn, text bool, payload []byte) {
 		codec = cl.codec
 	}
 
-	var env protocol.Envelope
-	if err := codec.Decode(payload, &env); err != nil {
+	env := envPool.Get().(*protocol.Envelope)
+	defer envPool.Put(env)
+	if err := codec.Decode(payload, env); err != nil {
 		g.badFrames.Add(1)
 		g.log.Info("gateway: bad frame", "remote", c.RemoteAddr(), "codec", codec, "err", err)
 		g.replyErr(cl, s, codec, env.Id, err)
 		return
 	}
 	if s == nil {
-		g.handshake(cl, codec, &env)
+		g.handshake(cl, codec, env)
 		return
 	}
 	if !cl.limiter.AllowN(now, 1) {
@@ -270,8 +271,15 @@ func (g *Gateway) Frame(c *transport.Conn, text bool, payload []byte) {
 			"more than %g frames per second", g.cfg.MessageRate))
 		return
 	}
-	g.dispatch(cl, s, &env)
+	g.dispatch(cl, s, env)
 }
+
+// envPool holds the envelopes client frames are decoded into. Nothing keeps an
+// envelope past Frame (a request copies the fields it needs), and a decoded
+// envelope escaped to the heap: one allocation per frame of the largest type
+// on the request path. A pool rather than one per connection, which would cost
+// every idle connection the envelope's size. Decode resets what it is given.
+var envPool = sync.Pool{New: func() any { return new(protocol.Envelope) }}
 
 // reply answers a request. A session's answers go through its shard so they keep
 // their order with everything else it is sent; before connect they are written
