@@ -370,7 +370,7 @@ func leftFrame(s *session.Session, ack uint64) *session.Frame {
 func (m *worldMap) updateFrame(s *session.Session, x, y float64) *session.Frame {
 	f := session.NewFrame(&protocol.Envelope{Op: protocol.Op_OP_MOVED, Map: m.name, X: x, Y: y, Entity: s.ID})
 	if m.cfg.Conflate {
-		f.Entity, f.Lossy = s.ID, true
+		f.Entity, f.Lossy, f.Linger = s.ID, true, m.cfg.FlushDelay
 	}
 	return f
 }
@@ -393,6 +393,6 @@ func (m *worldMap) leaveFrame(s *session.Session) *session.Frame {
 // after it left.
 func (m *worldMap) fence(f *session.Frame, s *session.Session) {
 	if m.cfg.Conflate {
-		f.Entity, f.Fence = s.ID, true
+		f.Entity, f.Fence, f.Linger = s.ID, true, m.cfg.FlushDelay
 	}
 }

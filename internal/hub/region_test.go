@@ -22,6 +22,7 @@ type recConn struct {
 	mu      sync.Mutex
 	buf     []byte
 	frames  []*protocol.Envelope
+	writes  int
 	arrived chan struct{} // signalled after each write
 }
 
@@ -31,6 +32,7 @@ func (c *recConn) Write(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.buf = append(c.buf, b...)
+	c.writes++
 	for len(c.buf) >= 4 {
 		n := int(binary.BigEndian.Uint32(c.buf))
 		if len(c.buf) < 4+n {

@@ -60,8 +60,12 @@ type shard struct {
 	// than a set per user.
 	users   map[string][]*session.Session
 	touched []*session.Session
-	scratch []byte
-	batch   []item
+	// lingering holds sessions whose queued frames may wait (Frame.Linger) until
+	// lingerAt; a frame that cannot wait moves its session to touched.
+	lingering []*session.Session
+	linger    *time.Timer
+	scratch   []byte
+	batch     []item
 
 	// Counters, read by Stats.
 	delivered atomic.Uint64
@@ -76,6 +80,8 @@ func newShard(h *Hub, id int) *shard {
 		topics:   make(map[string]*subscribers),
 		users:    make(map[string][]*session.Session)}
 	sh.in = newRing[item](h.cfg.InboxSize)
+	sh.linger = time.NewTimer(time.Hour)
+	sh.linger.Stop()
 	sh.roomy = sync.NewCond(&sh.mu)
 	return sh
 }
@@ -155,6 +161,8 @@ func (sh *shard) run() {
 			sh.drain()
 		case now := <-tick.C:
 			sh.sweep(now)
+		case <-sh.linger.C:
+			sh.flushLingering()
 		}
 	}
 }
@@ -287,9 +295,40 @@ func (sh *shard) enqueue(s *session.Session, f *session.Frame) {
 	case session.Gone:
 		return
 	}
-	if !wasDirty && s.Dirty {
-		sh.touched = append(sh.touched, s)
+	if wasDirty || !s.Dirty {
+		return
 	}
+	if f.Linger <= 0 {
+		sh.touched = append(sh.touched, s)
+		return
+	}
+	// The frame may wait: the session stays off touched, so the next flush
+	// passes it by, unless a frame that cannot wait comes first.
+	s.Dirty = false
+	if !s.Lingering {
+		s.Lingering = true
+		if len(sh.lingering) == 0 {
+			sh.linger.Reset(f.Linger)
+		}
+		sh.lingering = append(sh.lingering, s)
+	}
+}
+
+// flushLingering writes the queues that were allowed to wait. They all started
+// waiting since the timer was set, so none waited longer than its delay.
+func (sh *shard) flushLingering() {
+	for i, s := range sh.lingering {
+		s.Lingering = false
+		if !s.Removed && !s.Dirty {
+			var err error
+			sh.scratch, err = s.Flush(sh.scratch)
+			if err != nil {
+				sh.hub.log.Debug("hub: write failed", "session", s.ID, "err", err)
+			}
+		}
+		sh.lingering[i] = nil
+	}
+	sh.lingering = sh.lingering[:0]
 }
 
 func (sh *shard) flush() {

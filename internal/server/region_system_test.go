@@ -123,7 +123,8 @@ func (w *walker) move(id uint64, side float64) {
 // map's worker together), and the CPU of the whole process: the node and the
 // clients, which do as much work again decoding what they receive.
 //
-// HERALD_BENCH_ENTITIES sets the number of clients (default 2000). To measure
+// HERALD_BENCH_ENTITIES sets the number of clients (default 2000),
+// HERALD_BENCH_FLUSH_DELAY the map's flush_delay (default 0s). To measure
 // a node in a process of its own, so that "cores" is the node's alone, start
 // it with a map "world" of at least 10,000 × 10,000 with client_move, interest
 // (radius 100) and conflate, and set HERALD_BENCH_TCP (host:port) and
@@ -134,15 +135,20 @@ func BenchmarkRegionSystem(b *testing.B) {
 		n = v
 	}
 	side := 10000 * math.Sqrt(float64(n)/10000)
+	// HERALD_BENCH_FLUSH_DELAY sets the map's flush_delay (a duration) for the
+	// in-process node.
+	delay, _ := time.ParseDuration(os.Getenv("HERALD_BENCH_FLUSH_DELAY"))
 	addr, admin := os.Getenv("HERALD_BENCH_TCP"), os.Getenv("HERALD_BENCH_ADMIN")
 	if addr == "" {
 		node := servertest.Start(b, func(c *config.Config) {
 			c.Hub.Maps = map[string]hub.MapConfig{"world": {Width: side, Height: side, ClientMove: true,
-				Interest: true, InterestRadius: 100, Conflate: true}}
+				Interest: true, InterestRadius: 100, Conflate: true, FlushDelay: delay}}
 			c.Gateway.MessageRate = 50
 		})
 		addr, admin = strings.TrimPrefix(node.TCP, "tcp://"), node.Admin
 	}
+	// The stats requests' keep-alive connection would outlive the benchmark.
+	b.Cleanup(http.DefaultClient.CloseIdleConnections)
 	stats := func() server.Stats {
 		var st server.Stats
 		resp, err := http.Get(admin + "/api/stats")

@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldgg/herald/internal/transport"
 	"github.com/heraldgg/herald/protocol"
@@ -29,6 +30,9 @@ type Frame struct {
 	// before it. An entity's enter and leave are fences, so that a position
 	// update cannot jump back across them.
 	Fence bool
+	// Linger lets the frame wait up to this long in a queue for more frames to
+	// share its write (hub.MapConfig.FlushDelay); 0 sends it at the next flush.
+	Linger time.Duration
 
 	wire [NumVariants]atomic.Pointer[[]byte]
 }

@@ -65,11 +65,14 @@ type Session struct {
 	closed    atomic.Bool
 
 	// Owned by the shard worker.
-	queue   []*Frame
-	queued  int // bytes in queue
-	Subs    Subs
-	Dirty   bool // queued frames since the last flush
-	Removed bool // no longer in the shard's indexes
+	queue  []*Frame
+	queued int // bytes in queue
+	Subs   Subs
+	Dirty  bool // queued frames since the last flush
+	// Lingering: the session is on its shard's list of queues whose frames may
+	// wait (Frame.Linger) and that a timer flushes.
+	Lingering bool
+	Removed   bool // no longer in the shard's indexes
 
 	// Guarded by PlaceMu: the map the session stands on ("" for none), and
 	// whether it left the node for good. The hub holds PlaceMu while it hands a
