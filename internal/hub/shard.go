@@ -320,11 +320,7 @@ func (sh *shard) flushLingering() {
 	for i, s := range sh.lingering {
 		s.Lingering = false
 		if !s.Removed && !s.Dirty {
-			var err error
-			sh.scratch, err = s.Flush(sh.scratch)
-			if err != nil {
-				sh.hub.log.Debug("hub: write failed", "session", s.ID, "err", err)
-			}
+			sh.write(s)
 		}
 		sh.lingering[i] = nil
 	}
@@ -333,14 +329,19 @@ func (sh *shard) flushLingering() {
 
 func (sh *shard) flush() {
 	for i, s := range sh.touched {
-		var err error
-		sh.scratch, err = s.Flush(sh.scratch)
-		if err != nil {
-			sh.hub.log.Debug("hub: write failed", "session", s.ID, "err", err)
-		}
+		sh.write(s)
 		sh.touched[i] = nil
 	}
 	sh.touched = sh.touched[:0]
+}
+
+// write flushes s's queue through the shard's scratch buffer.
+func (sh *shard) write(s *session.Session) {
+	var err error
+	sh.scratch, err = s.Flush(sh.scratch)
+	if err != nil {
+		sh.hub.log.Debug("hub: write failed", "session", s.ID, "err", err)
+	}
 }
 
 func (sh *shard) add(s *session.Session) {
