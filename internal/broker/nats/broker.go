@@ -45,9 +45,7 @@ type Broker struct {
 	apiPrefix  string // "$JS.API."
 	seed       maphash.Seed
 	stripes    [publishStripes]chan struct{} // cap 1 each: a lock that honours ctx
-	maxPending int
 	liveCh     chan *natsgo.Msg
-	kick       chan struct{} // cap 1: wakes the sync goroutine
 	done       chan struct{} // closed by Close
 	nodesBk    bucket
 	usersBk    bucket
@@ -77,11 +75,9 @@ type Broker struct {
 	mu sync.Mutex
 	// Guarded by mu.
 	started  bool
-	tracks   map[string]*track.Track
+	set      *track.Set                      // the subscribed topics; Kick wakes the sync goroutine
 	subs     map[*natsgo.Subscription]string // live subscription → topic
 	liveSubs map[string]*natsgo.Subscription // topic → live subscription
-	dirty    map[string]struct{}             // topics waiting for a history read
-	out      []broker.Publication            // scratch for deliveries
 }
 
 // Stats are the broker's lifetime counters.
@@ -122,9 +118,7 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		nodePrefix: p + "n.",
 		apiPrefix:  "$JS.API.",
 		seed:       maphash.MakeSeed(),
-		maxPending: max(2*cfg.HistorySize, 64),
 		liveCh:     make(chan *natsgo.Msg, cfg.DeliveryBuffer),
-		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		nodesBk:    newBucket(bucketName(cfg.Stream, bucketNodes)),
 		usersBk:    newBucket(bucketName(cfg.Stream, bucketUsers)),
@@ -132,10 +126,9 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 		reapKick:   make(chan struct{}, 1),
 		anns:       make(map[string]announcement),
 		tips:       make(map[string]tip),
-		tracks:     make(map[string]*track.Track),
+		set:        track.NewSet(max(2*cfg.HistorySize, 64)),
 		subs:       make(map[*natsgo.Subscription]string),
 		liveSubs:   make(map[string]*natsgo.Subscription),
-		dirty:      make(map[string]struct{}),
 	}
 	for i := range b.stripes {
 		b.stripes[i] = make(chan struct{}, 1)
@@ -157,6 +150,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		return errors.New("nats: Start called twice")
 	}
 	b.started = true
+	b.set.Handler = h
 	b.mu.Unlock()
 	b.h = h
 

@@ -23,12 +23,12 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	b.mu.Lock()
-	if _, ok := b.tracks[topic]; ok {
+	if _, ok := b.set.Tracks[topic]; ok {
 		b.mu.Unlock()
 		return nil
 	}
 	tr := &track.Track{}
-	b.tracks[topic] = tr
+	b.set.Tracks[topic] = tr
 	b.mu.Unlock()
 
 	// One channel for every topic: one delivery goroutine instead of one per
@@ -37,7 +37,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	sub, err := b.nc.ChanSubscribe(b.livePrefix+token(topic), b.liveCh)
 	if err == nil {
 		b.mu.Lock()
-		if b.tracks[topic] == tr {
+		if b.set.Tracks[topic] == tr {
 			b.subs[sub] = topic
 			b.liveSubs[topic] = sub
 		}
@@ -55,7 +55,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 		return b.fail("subscribe", topic, err)
 	}
 	b.mu.Lock()
-	if b.tracks[topic] == tr {
+	if b.set.Tracks[topic] == tr {
 		tr.Baseline(at.pos)
 	}
 	b.mu.Unlock()
@@ -69,7 +69,7 @@ func (b *Broker) Unsubscribe(_ context.Context, topic string) error {
 		return err
 	}
 	b.mu.Lock()
-	tr, sub := b.tracks[topic], b.liveSubs[topic]
+	tr, sub := b.set.Tracks[topic], b.liveSubs[topic]
 	b.mu.Unlock()
 	if tr == nil {
 		return nil
@@ -83,10 +83,7 @@ func (b *Broker) Unsubscribe(_ context.Context, topic string) error {
 // forget drops tr, topic's track, and its live subscription sub.
 func (b *Broker) forget(topic string, tr *track.Track, sub *natsgo.Subscription) error {
 	b.mu.Lock()
-	if b.tracks[topic] == tr {
-		delete(b.tracks, topic)
-		delete(b.dirty, topic)
-	}
+	b.set.Forget(topic, tr)
 	if sub != nil {
 		delete(b.subs, sub)
 		if b.liveSubs[topic] == sub {
@@ -125,34 +122,8 @@ func (b *Broker) onLive(m *natsgo.Msg) {
 	if !ok {
 		return // unsubscribed since
 	}
-	tr := b.tracks[topic]
-	if tr == nil {
-		return
-	}
-	p := broker.Publication{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Data: m.Data, User: m.Header.Get(hdrUser)}
-	out, read := tr.Live(p, b.out[:0], b.maxPending)
-	if read {
-		b.markDirtyLocked(topic)
-	}
-	b.deliverLocked(out)
-}
-
-func (b *Broker) markDirtyLocked(topic string) {
-	b.dirty[topic] = struct{}{}
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
-}
-
-// deliverLocked hands out to the handler. Holding mu keeps one topic's
-// deliveries in order and never concurrent, whichever goroutine has them.
-func (b *Broker) deliverLocked(out []broker.Publication) {
-	for _, p := range out {
-		b.h.HandlePublication(p)
-	}
-	clear(out)
-	b.out = out[:0]
+	b.set.Live(topic, broker.Publication{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch,
+		Data: m.Data, User: m.Header.Get(hdrUser)})
 }
 
 // syncLoop reads the history of topics that showed a gap or lived through a
@@ -163,14 +134,10 @@ func (b *Broker) syncLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-b.kick:
+		case <-b.set.Kick:
 		}
 		b.mu.Lock()
-		topics := make([]string, 0, len(b.dirty))
-		for t := range b.dirty {
-			topics = append(topics, t)
-		}
-		clear(b.dirty)
+		topics := b.set.TakeDirty()
 		b.mu.Unlock()
 		var failed error
 		for _, t := range topics {
@@ -180,9 +147,7 @@ func (b *Broker) syncLoop(ctx context.Context) {
 				}
 				failed = err
 				b.mu.Lock()
-				if b.tracks[t] != nil {
-					b.dirty[t] = struct{}{}
-				}
+				b.set.Retry(t)
 				b.mu.Unlock()
 			}
 		}
@@ -194,7 +159,7 @@ func (b *Broker) syncLoop(ctx context.Context) {
 			case <-time.After(b.cfg.ReconnectWait):
 			}
 			select {
-			case b.kick <- struct{}{}:
+			case b.set.Kick <- struct{}{}:
 			default:
 			}
 		}
@@ -216,40 +181,14 @@ func (b *Broker) syncTopic(ctx context.Context, topic string) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	tr := b.tracks[topic]
-	if tr == nil {
-		return nil
-	}
-	wasKnown := tr.Known()
-	out, jumped, again := tr.Filled(at.pos, pubs, b.out[:0], b.maxPending)
-	if again {
-		b.markDirtyLocked(topic)
-	}
-	if wasKnown {
-		b.stats.filled.Add(uint64(countFrom(out, pubs)))
-	}
-	if jumped {
+	f := b.set.Filled(topic, at.pos, pubs, false)
+	b.stats.filled.Add(uint64(f.Filled))
+	if f.Jumped {
 		b.stats.jumps.Add(1)
 		b.log.Warn("nats: publications missed live are gone from history; delivery skips them",
 			"topic", topic, "epoch", at.pos.Epoch, "offset", at.pos.Offset)
 	}
-	b.deliverLocked(out)
 	return nil
-}
-
-// countFrom counts the publications of out that came from the history read.
-func countFrom(out, read []broker.Publication) int {
-	if len(read) == 0 {
-		return 0
-	}
-	first, last := read[0].Offset, read[len(read)-1].Offset
-	n := 0
-	for _, p := range out {
-		if p.Epoch == read[0].Epoch && p.Offset >= first && p.Offset <= last {
-			n++
-		}
-	}
-	return n
 }
 
 // reconnected runs on nats.go's callback goroutine once the connection is back
@@ -264,12 +203,7 @@ func (b *Broker) reconnected(nc *natsgo.Conn) {
 	b.tipsMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for t, tr := range b.tracks {
-		if tr.Known() {
-			tr.Syncing()
-		}
-		b.markDirtyLocked(t)
-	}
+	b.set.ResyncAll()
 }
 
 // asyncError runs on nats.go's callback goroutine. A slow consumer dropped
@@ -279,10 +213,7 @@ func (b *Broker) asyncError(sub *natsgo.Subscription, err error) {
 		b.mu.Lock()
 		topic, ok := b.subs[sub]
 		if ok {
-			if tr := b.tracks[topic]; tr != nil && tr.Known() {
-				tr.Syncing()
-			}
-			b.markDirtyLocked(topic)
+			b.set.Resync(topic)
 		}
 		b.mu.Unlock()
 		if ok {

@@ -60,8 +60,8 @@ func (b *Broker) subscribeAll(ctx context.Context, c *psConn) error {
 		return fmt.Errorf("subscribe control channels: %w", err)
 	}
 	b.mu.Lock()
-	topics := make([]string, 0, len(b.tracks))
-	for t, tr := range b.tracks {
+	topics := make([]string, 0, len(b.set.Tracks))
+	for t, tr := range b.set.Tracks {
 		topics = append(topics, t)
 		if tr.Known() {
 			// Until the read below lands, what arrives after a gap waits.
@@ -155,13 +155,9 @@ func (b *Broker) serve(ctx context.Context, c *psConn) error {
 				err = errConnClosed
 			}
 			return err
-		case <-b.kick:
+		case <-b.set.Kick:
 			b.mu.Lock()
-			topics := make([]string, 0, len(b.dirty))
-			for t := range b.dirty {
-				topics = append(topics, t)
-			}
-			clear(b.dirty)
+			topics := b.set.TakeDirty()
 			b.mu.Unlock()
 			if err := b.sync(ctx, c, topics); err != nil {
 				// The reconnect reads every topic again.
@@ -235,34 +231,11 @@ func (b *Broker) onMessage(c *psConn, m rueidis.PubSubMessage) {
 		}
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		tr := b.tracks[topic]
-		if tr == nil || c.dead.Load() {
+		if c.dead.Load() {
 			return
 		}
-		out, read := tr.Live(p, b.out[:0], b.maxPending)
-		if read {
-			b.markDirtyLocked(topic)
-		}
-		b.deliverLocked(out)
+		b.set.Live(topic, p)
 	}
-}
-
-func (b *Broker) markDirtyLocked(topic string) {
-	b.dirty[topic] = struct{}{}
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
-}
-
-// deliverLocked hands out to the handler. Holding mu keeps one topic's
-// deliveries in order and never concurrent, whichever goroutine has them.
-func (b *Broker) deliverLocked(out []broker.Publication) {
-	for _, p := range out {
-		b.h.HandlePublication(p)
-	}
-	clear(out)
-	b.out = out[:0]
 }
 
 // sync reads the streams of topics on c and delivers what each missed; for a
@@ -274,7 +247,7 @@ func (b *Broker) sync(ctx context.Context, c *psConn, topics []string) error {
 		b.mu.Lock()
 		for i, t := range chunk {
 			var since broker.Position
-			if tr := b.tracks[t]; tr != nil && tr.Known() {
+			if tr := b.set.Tracks[t]; tr != nil && tr.Known() {
 				since = tr.Position()
 			}
 			args[i] = b.readArgs(since, b.cfg.HistorySize, since.Epoch != "")
@@ -294,9 +267,7 @@ func (b *Broker) sync(ctx context.Context, c *psConn, topics []string) error {
 			if err != nil {
 				b.mu.Lock()
 				for _, t := range chunk[i:] {
-					if b.tracks[t] != nil {
-						b.dirty[t] = struct{}{}
-					}
+					b.set.Retry(t)
 				}
 				b.mu.Unlock()
 				return fmt.Errorf("read %q: %w", chunk[i], err)
@@ -310,7 +281,7 @@ func (b *Broker) sync(ctx context.Context, c *psConn, topics []string) error {
 func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publication) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	tr := b.tracks[topic]
+	tr := b.set.Tracks[topic]
 	if tr == nil {
 		return
 	}
@@ -330,35 +301,13 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		// with a larger one): take this part now, the rest on the next read.
 		pos.Offset = pubs[len(pubs)-1].Offset
 	}
-	out, jumped, again := tr.Filled(pos, pubs, b.out[:0], b.maxPending)
-	if again || more {
-		tr.Syncing()
-		b.markDirtyLocked(topic)
-	}
-	if wasKnown {
-		b.stats.filled.Add(uint64(countFrom(out, pubs)))
-	}
-	if jumped {
+	f := b.set.Filled(topic, pos, pubs, more)
+	b.stats.filled.Add(uint64(f.Filled))
+	if f.Jumped {
 		b.stats.jumps.Add(1)
 		b.log.Warn("redis: publications missed live are gone from history; delivery skips them",
 			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset)
 	}
-	b.deliverLocked(out)
-}
-
-// countFrom counts the publications of out that came from the stream read.
-func countFrom(out, read []broker.Publication) int {
-	if len(read) == 0 {
-		return 0
-	}
-	first, last := read[0].Offset, read[len(read)-1].Offset
-	n := 0
-	for _, p := range out {
-		if p.Epoch == read[0].Epoch && p.Offset >= first && p.Offset <= last {
-			n++
-		}
-	}
-	return n
 }
 
 // Subscribe subscribes topic's channel on the Pub/Sub connection, then reads
@@ -372,12 +321,12 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	b.mu.Lock()
-	if _, ok := b.tracks[topic]; ok {
+	if _, ok := b.set.Tracks[topic]; ok {
 		b.mu.Unlock()
 		return nil
 	}
 	tr := &track.Track{}
-	b.tracks[topic] = tr
+	b.set.Tracks[topic] = tr
 	b.mu.Unlock()
 	var last error
 	for {
@@ -400,10 +349,7 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 			last = broker.ErrClosed
 		}
 		b.mu.Lock()
-		if b.tracks[topic] == tr {
-			delete(b.tracks, topic)
-			delete(b.dirty, topic)
-		}
+		b.set.Forget(topic, tr)
 		b.mu.Unlock()
 		return b.fail("subscribe", topic, last)
 	}
@@ -418,7 +364,7 @@ func (b *Broker) subscribeOn(ctx context.Context, c *psConn, topic string) error
 		return err
 	}
 	b.mu.Lock()
-	if tr := b.tracks[topic]; tr != nil {
+	if tr := b.set.Tracks[topic]; tr != nil {
 		tr.Baseline(pos)
 	}
 	b.mu.Unlock()
@@ -435,8 +381,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, topic string) error {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	b.mu.Lock()
-	delete(b.tracks, topic)
-	delete(b.dirty, topic)
+	b.set.Forget(topic, b.set.Tracks[topic])
 	c := b.conn
 	b.mu.Unlock()
 	if c == nil {

@@ -22,24 +22,22 @@ var _ broker.Broker = (*Broker)(nil)
 // Broker is a broker.Broker on Redis. Create it with New.
 type Broker struct {
 	// Immutable after New.
-	cfg        Config
-	opt        rueidis.ClientOption
-	node       string
-	log        *slog.Logger
-	publish    *script
-	read       *script
-	ctlChan    string // Broadcast
-	nodeChan   string // SendNode to this node
-	probeChan  string // this Broker's own probe pings
-	topicChan  string // prefix of every topic's channel
-	ttlMillis  string
-	sizeArg    string
-	maxPending int
-	done       chan struct{} // closed by Close
-	kick       chan struct{} // cap 1: wakes the Pub/Sub goroutine to read dirty topics
-	pres       presenceScripts
-	aliveKey   string        // the zset of presence ids
-	reapKick   chan struct{} // cap 1: wakes the reaper
+	cfg       Config
+	opt       rueidis.ClientOption
+	node      string
+	log       *slog.Logger
+	publish   *script
+	read      *script
+	ctlChan   string // Broadcast
+	nodeChan  string // SendNode to this node
+	probeChan string // this Broker's own probe pings
+	topicChan string // prefix of every topic's channel
+	ttlMillis string
+	sizeArg   string
+	done      chan struct{} // closed by Close
+	pres      presenceScripts
+	aliveKey  string        // the zset of presence ids
+	reapKick  chan struct{} // cap 1: wakes the reaper
 
 	// Set by Start, which the broker.Broker contract puts before every other call.
 	client rueidis.Client
@@ -60,12 +58,10 @@ type Broker struct {
 	mu sync.Mutex
 	// Guarded by mu.
 	started bool
-	cancel  context.CancelFunc      // stops the Pub/Sub goroutine
-	conn    *psConn                 // the Pub/Sub connection in service; nil while reconnecting
-	connCh  chan struct{}           // closed and replaced whenever conn changes
-	tracks  map[string]*track.Track // subscribed topics
-	dirty   map[string]struct{}     // subscribed topics waiting for a stream read
-	out     []broker.Publication    // scratch for deliveries
+	cancel  context.CancelFunc // stops the Pub/Sub goroutine
+	conn    *psConn            // the Pub/Sub connection in service; nil while reconnecting
+	connCh  chan struct{}      // closed and replaced whenever conn changes
+	set     *track.Set         // subscribed topics; Kick wakes the Pub/Sub goroutine to read them
 }
 
 // Stats are the broker's lifetime counters.
@@ -111,28 +107,25 @@ func New(cfg Config, node string, logger *slog.Logger) (*Broker, error) {
 	}
 	p := cfg.Prefix
 	return &Broker{
-		cfg:        cfg,
-		opt:        opt,
-		node:       node,
-		log:        logger.With("component", "broker/redis", "node", node),
-		publish:    newScript(publishLua),
-		read:       newScript(readLua),
-		ctlChan:    p + ":ctl",
-		nodeChan:   p + ":node:" + node,
-		probeChan:  p + ":probe:" + node + ":" + newEpoch(),
-		topicChan:  p + ":t:",
-		ttlMillis:  strconv.FormatInt(max(cfg.HistoryTTL.Milliseconds(), 1), 10),
-		sizeArg:    strconv.Itoa(cfg.HistorySize),
-		maxPending: max(2*cfg.HistorySize, 64),
-		done:       make(chan struct{}),
-		kick:       make(chan struct{}, 1),
-		pres:       newPresenceScripts(),
-		aliveKey:   p + ":{cluster}:alive",
-		reapKick:   make(chan struct{}, 1),
-		ids:        make(map[string]string),
-		connCh:     make(chan struct{}),
-		tracks:     make(map[string]*track.Track),
-		dirty:      make(map[string]struct{}),
+		cfg:       cfg,
+		opt:       opt,
+		node:      node,
+		log:       logger.With("component", "broker/redis", "node", node),
+		publish:   newScript(publishLua),
+		read:      newScript(readLua),
+		ctlChan:   p + ":ctl",
+		nodeChan:  p + ":node:" + node,
+		probeChan: p + ":probe:" + node + ":" + newEpoch(),
+		topicChan: p + ":t:",
+		ttlMillis: strconv.FormatInt(max(cfg.HistoryTTL.Milliseconds(), 1), 10),
+		sizeArg:   strconv.Itoa(cfg.HistorySize),
+		done:      make(chan struct{}),
+		pres:      newPresenceScripts(),
+		aliveKey:  p + ":{cluster}:alive",
+		reapKick:  make(chan struct{}, 1),
+		ids:       make(map[string]string),
+		connCh:    make(chan struct{}),
+		set:       track.NewSet(max(2*cfg.HistorySize, 64)),
 	}, nil
 }
 
@@ -150,6 +143,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		return errors.New("redis: Start called twice")
 	}
 	b.started = true
+	b.set.Handler = h
 	b.mu.Unlock()
 
 	client, err := rueidis.NewClient(b.opt)
