@@ -35,7 +35,7 @@ func TestSet(t *testing.T) {
 		t.Fatalf("dirty %v, want [a]", d)
 	}
 	f := s.Filled("a", broker.Position{Offset: 4, Epoch: "e"}, pubs("e", 3, 4), false)
-	if got := names(rec.got); got != "e2 e3 e4 " || f.Filled != 1 || f.Jumped {
+	if got := names(rec.got); got != "e2 e3 e4 " || f.Filled != 2 || f.Jumped {
 		t.Fatalf("after the read: delivered %s, fill %+v", got, f)
 	}
 	s.Retry("a")
