@@ -9,7 +9,7 @@ import (
 type recorder struct{ got []broker.Publication }
 
 func (r *recorder) HandlePublication(p broker.Publication) { r.got = append(r.got, p) }
-func (r *recorder) HandleControl([]byte)                  {}
+func (r *recorder) HandleControl([]byte)                   {}
 
 // TestSet walks one topic through a gap, its read, a retry and a forget, and
 // checks what reaches the handler and which topics wait for a read.
