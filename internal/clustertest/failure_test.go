@@ -85,6 +85,7 @@ func TestRedisPubSubKilled(t *testing.T) {
 		t.Logf("%d publishes failed, though only the Pub/Sub links were cut: was the machine busy?", v.failed)
 	}
 	expectNothingLost(t, v)
+	expectReconnects(t, r.nodes)
 }
 
 // TestNATSRestart shuts the NATS server down, lets the publisher run into the
@@ -101,6 +102,7 @@ func TestNATSRestart(t *testing.T) {
 		t.Error("no publish failed while NATS was down")
 	}
 	expectNothingLost(t, v)
+	expectReconnects(t, r.nodes)
 }
 
 // TestNodeKilled runs the nodes as processes and kills one with SIGKILL: no

@@ -21,6 +21,14 @@ type Snapshot struct {
 	Dropped       float64 // lossy frames dropped
 	Conflated     float64 // frames replaced by a newer one of the same entity
 	EventsDropped float64 // session events not sent to game services (queue full)
+
+	// The broker's counters (broker.Counters); 0 on the memory broker.
+	BrokerReconnects    float64
+	BrokerProbeFailures float64
+	BrokerFilled        float64
+	BrokerJumps         float64
+	BrokerRollbacks     float64
+	BrokerConflicts     float64
 }
 
 type collector struct {
@@ -44,6 +52,12 @@ var specs = []struct {
 	{"herald_dropped_total", "Frames dropped from lossy topics' full queues.", true, func(s Snapshot) float64 { return s.Dropped }},
 	{"herald_conflated_total", "Queued frames replaced by a newer update of the same entity.", true, func(s Snapshot) float64 { return s.Conflated }},
 	{"herald_session_events_dropped_total", "Session connect and disconnect events not sent to game services because too many were waiting.", true, func(s Snapshot) float64 { return s.EventsDropped }},
+	{"herald_broker_reconnects_total", "Connections to the broker made again after the first.", true, func(s Snapshot) float64 { return s.BrokerReconnects }},
+	{"herald_broker_probe_failures_total", "Broker liveness pings that did not come back in time (Redis).", true, func(s Snapshot) float64 { return s.BrokerProbeFailures }},
+	{"herald_broker_filled_total", "Publications missed live and delivered from the broker's history.", true, func(s Snapshot) float64 { return s.BrokerFilled }},
+	{"herald_broker_skips_total", "Times delivery skipped publications the broker's history no longer held.", true, func(s Snapshot) float64 { return s.BrokerJumps }},
+	{"herald_broker_rollbacks_total", "History reads that found a topic behind what this node delivered: the broker lost acknowledged publications (Redis).", true, func(s Snapshot) float64 { return s.BrokerRollbacks }},
+	{"herald_broker_conflicts_total", "Publishes retried because another node published to the topic first (NATS).", true, func(s Snapshot) float64 { return s.BrokerConflicts }},
 }
 
 // NewRegistry returns a registry holding Go runtime and process metrics and the

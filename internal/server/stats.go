@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldgg/herald/internal/broker"
 	"github.com/heraldgg/herald/internal/hub"
 	heraldmetrics "github.com/heraldgg/herald/internal/metrics"
 )
@@ -76,6 +77,10 @@ func (s *Server) Stats() Stats {
 func (s *Server) metricsSnapshot() heraldmetrics.Snapshot {
 	hs := s.hub.Stats()
 	gs := s.gw.Stats()
+	var bs broker.Counters
+	if c, ok := s.broker.(broker.Counted); ok {
+		bs = c.Stats()
+	}
 	return heraldmetrics.Snapshot{
 		Connections:   float64(gs.Connections),
 		Sessions:      float64(hs.Connections),
@@ -88,6 +93,13 @@ func (s *Server) metricsSnapshot() heraldmetrics.Snapshot {
 		Dropped:       float64(hs.Dropped),
 		Conflated:     float64(hs.Conflated),
 		EventsDropped: float64(gs.EventsDropped),
+
+		BrokerReconnects:    float64(bs.Reconnects),
+		BrokerProbeFailures: float64(bs.ProbeFailures),
+		BrokerFilled:        float64(bs.Filled),
+		BrokerJumps:         float64(bs.Jumps),
+		BrokerRollbacks:     float64(bs.Rollbacks),
+		BrokerConflicts:     float64(bs.Conflicts),
 	}
 }
 

@@ -80,19 +80,8 @@ type Broker struct {
 	liveSubs map[string]*natsgo.Subscription // topic → live subscription
 }
 
-// Stats are the broker's lifetime counters.
-type Stats struct {
-	// Reconnects counts reconnections to a NATS server.
-	Reconnects uint64
-	// Filled counts publications delivered from history because they were
-	// missed live.
-	Filled uint64
-	// Jumps counts times delivery skipped publications history no longer held.
-	Jumps uint64
-	// Conflicts counts publishes retried because another node published to
-	// the topic first.
-	Conflicts uint64
-}
+// Stats are the broker's lifetime counters: all but ProbeFailures and Rollbacks.
+type Stats = broker.Counters
 
 // New returns a Broker for the node named node. It does no network I/O; Start
 // connects. A nil logger discards logs.

@@ -64,23 +64,9 @@ type Broker struct {
 	set     *track.Set         // subscribed topics; Kick wakes the Pub/Sub goroutine to read them
 }
 
-// Stats are the broker's lifetime counters.
-type Stats struct {
-	// Reconnects counts Pub/Sub connections made after the first.
-	Reconnects uint64
-	// ProbeFailures counts pings that did not come back in time.
-	ProbeFailures uint64
-	// Filled counts publications delivered from history because they were
-	// missed live.
-	Filled uint64
-	// Jumps counts times delivery skipped publications history no longer held.
-	Jumps uint64
-	// Rollbacks counts stream reads that found a topic behind what this node
-	// had delivered, in the same epoch: Redis lost acknowledged publications
-	// (see the package doc on persistence), and their offsets will be given
-	// again.
-	Rollbacks uint64
-}
+// Stats are the broker's lifetime counters: all but Conflicts. A rollback means
+// Redis lost acknowledged publications (see the package doc on persistence).
+type Stats = broker.Counters
 
 // New returns a Broker for the node named node. It does no network I/O; Start
 // connects. A nil logger discards logs.
