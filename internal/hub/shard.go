@@ -61,7 +61,7 @@ type shard struct {
 	users   map[string][]*session.Session
 	touched []*session.Session
 	// lingering holds sessions whose queued frames may wait (Frame.Linger) until
-	// lingerAt; a frame that cannot wait moves its session to touched.
+	// linger fires; a frame that cannot wait moves its session to touched.
 	lingering []*session.Session
 	linger    *time.Timer
 	scratch   []byte
