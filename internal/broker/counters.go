@@ -1,5 +1,7 @@
 package broker
 
+import "sync/atomic"
+
 // Counters are a clustered broker's lifetime counters, which the node exports
 // as metrics (docs/operations.md). A broker reports 0 for what it does not
 // count.
@@ -26,4 +28,21 @@ type Counters struct {
 // Counted is a broker that keeps Counters.
 type Counted interface {
 	Stats() Counters
+}
+
+// LiveCounters are Counters as a broker keeps them while it runs.
+type LiveCounters struct {
+	Reconnects, ProbeFailures, Filled, Jumps, Rollbacks, Conflicts atomic.Uint64
+}
+
+// Snapshot reads the counters.
+func (c *LiveCounters) Snapshot() Counters {
+	return Counters{
+		Reconnects:    c.Reconnects.Load(),
+		ProbeFailures: c.ProbeFailures.Load(),
+		Filled:        c.Filled.Load(),
+		Jumps:         c.Jumps.Load(),
+		Rollbacks:     c.Rollbacks.Load(),
+		Conflicts:     c.Conflicts.Load(),
+	}
 }

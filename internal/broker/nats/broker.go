@@ -61,7 +61,7 @@ type Broker struct {
 	mux    *mux // replies to presence requests
 
 	closed atomic.Bool
-	stats  struct{ reconnects, filled, jumps, conflicts atomic.Uint64 }
+	stats  broker.LiveCounters
 	wg     sync.WaitGroup // the delivery, sync and reaper goroutines
 
 	// annMu serializes Announce and Leave, which replace announcements.
@@ -234,12 +234,7 @@ func (b *Broker) Close() error {
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
-	return Stats{
-		Reconnects: b.stats.reconnects.Load(),
-		Filled:     b.stats.filled.Load(),
-		Jumps:      b.stats.jumps.Load(),
-		Conflicts:  b.stats.conflicts.Load(),
-	}
+	return b.stats.Snapshot()
 }
 
 // Publish stores the publication with the topic's next offset, on condition
@@ -312,7 +307,7 @@ func (b *Broker) append(ctx context.Context, topic string, data []byte, user str
 		switch {
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-			b.stats.conflicts.Add(1)
+			b.stats.Conflicts.Add(1)
 		case errors.Is(err, jetstream.ErrNoStreamResponse):
 			// The stream is gone (a server lost its storage) or has no leader yet.
 			if err := b.ensureStream(ctx); err != nil {

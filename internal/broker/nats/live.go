@@ -182,9 +182,9 @@ func (b *Broker) syncTopic(ctx context.Context, topic string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f := b.set.Filled(topic, at.pos, pubs, false)
-	b.stats.filled.Add(uint64(f.Filled))
+	b.stats.Filled.Add(uint64(f.Filled))
 	if f.Jumped {
-		b.stats.jumps.Add(1)
+		b.stats.Jumps.Add(1)
 		b.log.Warn("nats: publications missed live are gone from history; delivery skips them",
 			"topic", topic, "epoch", at.pos.Epoch, "offset", at.pos.Offset)
 	}
@@ -196,7 +196,7 @@ func (b *Broker) syncTopic(ctx context.Context, topic string) error {
 // reached this node, so every topic's history is read; and what this node
 // remembers of topics' last messages may be stale.
 func (b *Broker) reconnected(nc *natsgo.Conn) {
-	b.stats.reconnects.Add(1)
+	b.stats.Reconnects.Add(1)
 	b.log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
 	b.tipsMu.Lock()
 	clear(b.tips)

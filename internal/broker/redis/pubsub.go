@@ -135,7 +135,7 @@ func (b *Broker) run(ctx context.Context, c *psConn) {
 			wait = min(2*wait, maxReconnectWait)
 			continue
 		}
-		b.stats.reconnects.Add(1)
+		b.stats.Reconnects.Add(1)
 		b.log.Info("redis: pubsub reconnected")
 		wait = b.cfg.ReconnectWait
 	}
@@ -165,7 +165,7 @@ func (b *Broker) serve(ctx context.Context, c *psConn) error {
 			}
 		case <-t.C:
 			if err := b.probe(ctx, c); err != nil {
-				b.stats.probeFailures.Add(1)
+				b.stats.ProbeFailures.Add(1)
 				return err
 			}
 		}
@@ -291,7 +291,7 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		// pos will be given again, which this node drops as repeats until
 		// they pass tr.last: say so loudly. A publish after the restart
 		// may also have hidden the rollback from this read already.
-		b.stats.rollbacks.Add(1)
+		b.stats.Rollbacks.Add(1)
 		b.log.Error("redis: topic history is behind what this node delivered; Redis lost acknowledged publications",
 			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset, "delivered", at.Offset)
 	}
@@ -302,9 +302,9 @@ func (b *Broker) applyRead(topic string, pos broker.Position, pubs []broker.Publ
 		pos.Offset = pubs[len(pubs)-1].Offset
 	}
 	f := b.set.Filled(topic, pos, pubs, more)
-	b.stats.filled.Add(uint64(f.Filled))
+	b.stats.Filled.Add(uint64(f.Filled))
 	if f.Jumped {
-		b.stats.jumps.Add(1)
+		b.stats.Jumps.Add(1)
 		b.log.Warn("redis: publications missed live are gone from history; delivery skips them",
 			"topic", topic, "epoch", pos.Epoch, "offset", pos.Offset)
 	}

@@ -45,7 +45,7 @@ type Broker struct {
 
 	closed   atomic.Bool
 	probeSeq atomic.Uint64
-	stats    struct{ reconnects, probeFailures, filled, jumps, rollbacks atomic.Uint64 }
+	stats    broker.LiveCounters
 
 	// wg counts the Pub/Sub goroutine and the reaper.
 	wg sync.WaitGroup
@@ -174,13 +174,7 @@ func (b *Broker) Close() error {
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
-	return Stats{
-		Reconnects:    b.stats.reconnects.Load(),
-		ProbeFailures: b.stats.probeFailures.Load(),
-		Filled:        b.stats.filled.Load(),
-		Jumps:         b.stats.jumps.Load(),
-		Rollbacks:     b.stats.rollbacks.Load(),
-	}
+	return b.stats.Snapshot()
 }
 
 // Publish runs the publish script: one round trip, pipelined with every other
